@@ -1,0 +1,1 @@
+"""HTTP controllers: thin — parse, call one service, return a struct."""

@@ -1,0 +1,83 @@
+"""The application factory: ``create_app(settings)`` builds everything, nothing at import."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+from litestar import Litestar, Request, get
+from litestar.config.cors import CORSConfig
+from litestar.middleware import DefineMiddleware
+from sqlalchemy import text
+
+from server.api.oauth import metadata, token
+from server.api.sandbox import sandbox_router
+from server.api.v1 import v1_router
+from server.db.engine import read
+from server.errors import ServiceUnavailable
+from server.http import RequestLogMiddleware, handle_exception, runtime
+from server.runtime import Runtime
+from server.settings import Settings
+
+log = logging.getLogger("unlimcall")
+
+CONTRACT = Path(__file__).resolve().parent.parent / "openapi" / "unlimcall-openapi.json"
+
+# Something to run beside the API for the app's lifetime (the in-process worker).
+Background = Callable[[Runtime], AbstractAsyncContextManager[Any]]
+
+
+@get("/healthz", sync_to_thread=False)
+def healthz() -> dict[str, str]:
+    return {"status": "ok"}
+
+
+@get("/readyz")
+async def readyz(request: Request[Any, Any, Any]) -> dict[str, str]:
+    rt = runtime(request)
+    try:
+        async with read(rt.engine) as conn:
+            await conn.execute(text("SELECT 1"))
+    except Exception as exc:
+        raise ServiceUnavailable(f"database unreachable: {type(exc).__name__}") from exc
+    try:
+        await rt.redis.ping()
+    except Exception as exc:
+        raise ServiceUnavailable(f"redis unreachable: {type(exc).__name__}") from exc
+    return {"status": "ready", "database": "ok", "redis": "ok"}
+
+
+def create_app(settings: Settings, background: Sequence[Background] = ()) -> Litestar:
+    settings = settings.with_admin_token()
+    contract_bytes = CONTRACT.read_bytes()
+
+    @asynccontextmanager
+    async def lifespan(app: Litestar) -> AsyncIterator[None]:
+        rt = await Runtime.start(settings)
+        app.state.rt = rt
+        try:
+            async with AsyncExitStack() as stack:
+                for factory in background:
+                    await stack.enter_async_context(factory(rt))
+                yield
+        finally:
+            await rt.close()
+
+    app = Litestar(
+        route_handlers=[v1_router, sandbox_router, token, metadata, healthz, readyz],
+        lifespan=[lifespan],
+        exception_handlers={Exception: handle_exception},
+        middleware=[DefineMiddleware(RequestLogMiddleware, enabled=settings.log_requests)],
+        request_max_body_size=settings.max_body_bytes,
+        openapi_config=None,
+        cors_config=CORSConfig(allow_origins=["*"], allow_headers=["*"]),
+        debug=False,
+        logging_config=None,
+    )
+    app.state.settings = settings
+    app.state.contract_bytes = contract_bytes
+    return app
+

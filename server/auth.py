@@ -1,0 +1,155 @@
+"""Bearer-token verification for ``/v1``: hashing, the per-process cache, scope checks.
+
+Tokens are stored only as SHA-256 hex digests. A verified token is cached in-process for
+``token_cache_ttl`` seconds keyed by its digest, so the hot path costs no database
+round-trip; revocation and account changes drop the entries of this process at once and
+reach other processes within the TTL.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+import time
+from collections import OrderedDict
+from dataclasses import dataclass
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from server.db.tables import accounts, tokens
+from server.errors import AccountSuspended, Unauthorized
+
+PORTAL_PREFIX = "unl_live_"
+OAUTH_PREFIX = "unl_oat_"
+REALM = 'Bearer realm="unlimcall"'
+
+
+def hash_secret(value: str) -> str:
+    return hashlib.sha256(value.encode("utf-8")).hexdigest()
+
+
+def new_portal_token() -> str:
+    return PORTAL_PREFIX + secrets.token_urlsafe(32)
+
+
+def new_oauth_token() -> str:
+    return OAUTH_PREFIX + secrets.token_urlsafe(32)
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    token_id: str
+    token_hash: str
+    account_id: int
+    scopes: frozenset[str]
+    expires_at: float | None
+    suspended: bool
+    company_name: str
+    email: str
+
+
+def _invalid(description: str) -> Unauthorized:
+    return Unauthorized(
+        headers={
+            "WWW-Authenticate": f'{REALM}, error="invalid_token", error_description="{description}"'
+        }
+    )
+
+
+class TokenVerifier:
+    """Verifies bearer tokens against the database through a bounded TTL cache."""
+
+    def __init__(self, engine: AsyncEngine, ttl: float, max_entries: int = 10_000) -> None:
+        self._engine = engine
+        self._ttl = ttl
+        self._max = max_entries
+        self._cache: OrderedDict[str, tuple[float, Principal | None]] = OrderedDict()
+
+    def invalidate_token(self, token_id: str) -> None:
+        for key, (_, p) in list(self._cache.items()):
+            if p is not None and p.token_id == token_id:
+                del self._cache[key]
+
+    def invalidate_account(self, account_id: int) -> None:
+        for key, (_, p) in list(self._cache.items()):
+            if p is not None and p.account_id == account_id:
+                del self._cache[key]
+
+    def clear(self) -> None:
+        self._cache.clear()
+
+    async def authenticate(self, authorization: str | None, scope: str | None) -> Principal:
+        """The principal behind an ``Authorization`` header, or ``Unauthorized`` /
+        ``AccountSuspended`` exactly as the contract and RFC 6750 describe."""
+        if not authorization:
+            raise Unauthorized("Missing bearer token.", headers={"WWW-Authenticate": REALM})
+        scheme, _, token = authorization.partition(" ")
+        token = token.strip()
+        if scheme.lower() != "bearer" or not token:
+            raise Unauthorized(
+                "Authorization must be 'Bearer <token>'.",
+                headers={"WWW-Authenticate": f'{REALM}, error="invalid_request"'},
+            )
+        if not (token.startswith(PORTAL_PREFIX) or token.startswith(OAUTH_PREFIX)):
+            raise _invalid("The token is not an UnlimCall token.")
+        digest = hash_secret(token)
+        principal = await self._lookup(digest)
+        now = time.time()
+        if principal is None:
+            raise _invalid("The token is unknown or revoked.")
+        if principal.expires_at is not None and principal.expires_at <= now:
+            raise _invalid("The token has expired.")
+        if principal.suspended:
+            raise AccountSuspended()
+        if scope is not None and scope not in principal.scopes:
+            raise Unauthorized(
+                f"The token lacks the {scope} scope.",
+                headers={
+                    "WWW-Authenticate": f'{REALM}, error="insufficient_scope", scope="{scope}"'
+                },
+            )
+        return principal
+
+    async def _lookup(self, digest: str) -> Principal | None:
+        now = time.monotonic()
+        hit = self._cache.get(digest)
+        if hit is not None and hit[0] > now:
+            return hit[1]
+        principal = await self._fetch(digest)
+        self._cache[digest] = (now + self._ttl, principal)
+        self._cache.move_to_end(digest)
+        while len(self._cache) > self._max:
+            self._cache.popitem(last=False)
+        return principal
+
+    async def _fetch(self, digest: str) -> Principal | None:
+        stmt = (
+            select(
+                tokens.c.id,
+                tokens.c.token_hash,
+                tokens.c.account_id,
+                tokens.c.scopes,
+                tokens.c.expires_at,
+                accounts.c.status,
+                accounts.c.company_name,
+                accounts.c.primary_contact_email,
+            )
+            .join(accounts, accounts.c.id == tokens.c.account_id)
+            .where(tokens.c.token_hash == digest, tokens.c.revoked_at.is_(None))
+        )
+        async with self._engine.connect() as conn:
+            row = (await conn.execute(stmt)).first()
+        if row is None or not hmac.compare_digest(row.token_hash, digest):
+            return None
+        return Principal(
+            token_id=row.id,
+            token_hash=row.token_hash,
+            account_id=int(row.account_id),
+            scopes=frozenset(row.scopes.split()),
+            expires_at=row.expires_at,
+            suspended=row.status == "suspended",
+            company_name=row.company_name,
+            email=row.primary_contact_email,
+        )

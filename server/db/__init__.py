@@ -1,0 +1,1 @@
+"""Storage: Core tables, the async engine, migrations and the transaction helpers."""

@@ -1,0 +1,47 @@
+"""Apply Alembic migrations at start, once, even when several replicas start together.
+
+PostgreSQL: a session advisory lock serialises the replicas. SQLite: the migration runs in
+one ``BEGIN IMMEDIATE`` transaction, which does the same for processes sharing the file.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import Connection, text
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from server.db.engine import is_sqlite, write
+
+MIGRATIONS = Path(__file__).parent / "migrations"
+_PG_LOCK_KEY = 0x756E6C696D  # "unlim"
+
+
+def alembic_config(connection: Connection | None = None) -> Config:
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS))
+    if connection is not None:
+        cfg.attributes["connection"] = connection
+    return cfg
+
+
+def _upgrade(connection: Connection) -> None:
+    command.upgrade(alembic_config(connection), "head")
+
+
+async def migrate(engine: AsyncEngine) -> None:
+    if is_sqlite(engine):
+        async with write(engine) as conn:
+            await conn.run_sync(_upgrade)
+        return
+    async with engine.connect() as conn:
+        await conn.execute(text("SELECT pg_advisory_lock(:k)"), {"k": _PG_LOCK_KEY})
+        await conn.commit()
+        try:
+            async with conn.begin():
+                await conn.run_sync(_upgrade)
+        finally:
+            await conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": _PG_LOCK_KEY})
+            await conn.commit()

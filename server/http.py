@@ -1,0 +1,191 @@
+"""HTTP plumbing shared by every controller: the error envelope, body parsing, the
+per-request transaction, and the request-id / access-log middleware."""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+import uuid
+from collections.abc import AsyncGenerator
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+import msgspec
+from litestar import Request, Response
+from litestar.di import NamedDependency
+from litestar.exceptions import HTTPException, NotFoundException, ValidationException
+from litestar.exceptions import MethodNotAllowedException as LitestarMethodNotAllowed
+from litestar.types import ASGIApp, Message, Receive, Scope, Send
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from server.db.engine import write
+from server.errors import ApiError, InvalidInput
+from server.jobs import JobSpec
+from server.runtime import Runtime
+
+log = logging.getLogger("unlimcall.http")
+access_log = logging.getLogger("unlimcall.access")
+
+T = TypeVar("T")
+
+_JSON = "application/json"
+_STATUS_CODES = {
+    400: "invalid_input",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    406: "not_acceptable",
+    413: "payload_too_large",
+    415: "unsupported_media_type",
+    429: "rate_limited",
+}
+_encoder = msgspec.json.Encoder()
+
+
+def runtime(request: Request[Any, Any, Any]) -> Runtime:
+    rt: Runtime = request.app.state.rt
+    return rt
+
+
+def envelope(status: int, code: str, message: str,
+             headers: dict[str, str] | None = None) -> Response[bytes]:
+    body = _encoder.encode({"error": code, "message": message})
+    return Response(content=body, status_code=status, media_type=_JSON, headers=headers)
+
+
+def handle_exception(request: Request[Any, Any, Any], exc: Exception) -> Response[bytes]:
+    if isinstance(exc, ApiError):
+        return envelope(exc.status, exc.code, exc.message, exc.headers)
+    if isinstance(exc, NotFoundException):
+        return envelope(404, "not_found", f"No route {request.method} {request.url.path}.")
+    if isinstance(exc, LitestarMethodNotAllowed):
+        return envelope(
+            405, "method_not_allowed", f"{request.method} is not allowed here.",
+            {k: v for k, v in (exc.headers or {}).items() if k.lower() == "allow"},
+        )
+    if isinstance(exc, ValidationException):
+        return envelope(400, "invalid_input", "Request parameters failed validation.")
+    if isinstance(exc, HTTPException):
+        status = exc.status_code
+        if status >= 500:
+            log.error("http error %s on %s %s", status, request.method, request.url.path)
+        code = _STATUS_CODES.get(status, "internal_error" if status >= 500 else "bad_request")
+        detail = exc.detail if isinstance(exc.detail, str) and exc.detail else code
+        if status == 413:
+            detail = "Request body too large."
+        return envelope(status, code, detail)
+    log.exception("unhandled error on %s %s", request.method, request.url.path)
+    return envelope(500, "internal_error", "Internal error; see the sandbox log.")
+
+
+async def read_json(request: Request[Any, Any, Any]) -> Any:
+    """The body as JSON, or ``invalid_input`` for a wrong content type, bad UTF-8 or bad
+    JSON. A missing Content-Type is accepted (curl ``-d`` users)."""
+    ctype = request.headers.get("content-type", "")
+    media = ctype.split(";", 1)[0].strip().lower()
+    if media and media != _JSON and not (media.startswith("application/") and media.endswith("+json")):
+        raise InvalidInput("Content-Type must be application/json.")
+    body = await request.body()
+    if not body.strip():
+        raise InvalidInput("Request body must be a JSON object.")
+    try:
+        return msgspec.json.decode(body)
+    except msgspec.DecodeError as exc:
+        raise InvalidInput(f"Body is not valid JSON: {exc}.") from exc
+
+
+async def read_struct(request: Request[Any, Any, Any], type_: type[T]) -> T:
+    data = await read_json(request)
+    if not isinstance(data, dict):
+        raise InvalidInput("Request body must be a JSON object.")
+    try:
+        return msgspec.convert(data, type_)
+    except msgspec.ValidationError as exc:
+        raise InvalidInput(str(exc)) from exc
+
+
+@dataclass
+class Tx:
+    """One request's transaction, and the jobs to enqueue once it has committed."""
+
+    conn: AsyncConnection
+    rt: Runtime
+    after_commit: list[JobSpec] = field(default_factory=list)
+
+
+TxDep = NamedDependency[Tx]
+"""How a handler asks for the request's transaction."""
+
+
+async def provide_tx(request: Request[Any, Any, Any]) -> AsyncGenerator[Tx, None]:
+    rt = runtime(request)
+    async with write(rt.engine) as conn:
+        tx = Tx(conn, rt)
+        yield tx
+    if tx.after_commit:
+        await rt.jobs.enqueue(tx.after_commit)
+
+
+_SAFE_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
+
+
+class RequestLogMiddleware:
+    """Gives every response an ``X-Request-Id`` (the caller's, when it is sane) and writes
+    one JSON log line per request with the same id, route, status and latency."""
+
+    def __init__(self, app: ASGIApp, enabled: bool = True) -> None:
+        self.app = app
+        self.enabled = enabled
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        request_id = ""
+        for name, value in scope["headers"]:
+            if name == b"x-request-id":
+                candidate = value.decode("latin-1")
+                if _SAFE_ID.match(candidate):
+                    request_id = candidate
+                break
+        if not request_id:
+            request_id = uuid.uuid4().hex
+        scope.setdefault("state", {})["request_id"] = request_id
+        status = 500
+        header = (b"x-request-id", request_id.encode())
+
+        async def send_wrapper(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                message["headers"] = [*message.get("headers", []), header]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_wrapper)
+        finally:
+            if self.enabled:
+                access_log.info(
+                    _encoder.encode(
+                        {
+                            "msg": "request",
+                            "requestId": request_id,
+                            "method": scope["method"],
+                            "path": scope["path"],
+                            "route": _route_of(scope),
+                            "status": status,
+                            "latencyMs": round((time.perf_counter() - started) * 1000, 2),
+                        }
+                    ).decode()
+                )
+
+
+def _route_of(scope: Scope) -> str:
+    handler = scope.get("route_handler")
+    paths = getattr(handler, "paths", None)
+    if paths:
+        return str(next(iter(paths)))
+    return ""

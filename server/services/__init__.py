@@ -1,0 +1,1 @@
+"""Business rules, one module per aggregate; every SQL statement lives here."""

@@ -1,0 +1,210 @@
+"""Call detail records: the ``/cdrs`` window query, seeded history, and the one insert that
+ends a call. All CDR SQL lives here."""
+
+from __future__ import annotations
+
+import random
+import re
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from server.clock import iso
+from server.db.tables import agents, cdrs
+from server.errors import InvalidInput, InvalidTimestamp, TillMustBeAfterFrom, WindowTooWide
+from server.ids import next_counter
+from server.lifecycle import DISPOSITIONS, plan_call
+from server.rating import RateTable, price_cents
+from server.structs import Cdr
+
+DAY = 86400.0
+MAX_WINDOW = 31 * DAY
+DEFAULT_WINDOW = DAY
+DEFAULT_LIMIT = 100
+MAX_LIMIT = 1000
+MAX_GENERATE = 2_000_000
+
+_RFC3339 = re.compile(
+    r"^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d{1,9})?([Zz]|[+-]\d{2}:\d{2})$"
+)
+
+
+def parse_timestamp(raw: str) -> float:
+    """RFC 3339 date-time (ISO 8601 with an offset or ``Z``) → unix seconds."""
+    if not _RFC3339.match(raw):
+        raise InvalidTimestamp(f"{raw[:64]!r} is not an ISO 8601 date-time with an offset.")
+    text = raw.replace("z", "Z").replace("Z", "+00:00")
+    main, dot, rest = text.partition(".")
+    if dot:  # fromisoformat takes at most microseconds
+        digits = re.match(r"\d+", rest)
+        assert digits is not None
+        text = f"{main}.{digits.group()[:6].ljust(6, '0')}{rest[digits.end():]}"
+    try:
+        return datetime.fromisoformat(text).timestamp()
+    except ValueError as exc:  # e.g. month 13
+        raise InvalidTimestamp(f"{raw[:64]!r} is not a valid date-time.") from exc
+
+
+def parse_window(
+    from_raw: str | None, till_raw: str | None, limit_raw: str | None, now: float
+) -> tuple[float, float, int]:
+    """The ``/cdrs`` query rules: defaults (24 h ago, now, 100), ``till`` strictly after
+    ``from``, at most 31 days between them, ``limit`` an integer in 1..1000."""
+    till = now if till_raw is None else parse_timestamp(till_raw)
+    start = now - DEFAULT_WINDOW if from_raw is None else parse_timestamp(from_raw)
+    if till <= start:
+        raise TillMustBeAfterFrom()
+    if till - start > MAX_WINDOW:
+        raise WindowTooWide()
+    return start, till, parse_limit(limit_raw)
+
+
+def parse_limit(raw: str | None) -> int:
+    if raw is None:
+        return DEFAULT_LIMIT
+    text = raw.strip()
+    if not re.fullmatch(r"[+-]?\d{1,10}", text):
+        raise InvalidInput("limit must be an integer between 1 and 1000.")
+    value = int(text)
+    if not 1 <= value <= MAX_LIMIT:
+        raise InvalidInput("limit must be an integer between 1 and 1000.")
+    return value
+
+
+_COLUMNS = (
+    cdrs.c.id,
+    cdrs.c.start_time,
+    cdrs.c.duration,
+    cdrs.c.billsec,
+    cdrs.c.src,
+    cdrs.c.dst,
+    cdrs.c.disposition,
+    cdrs.c.sip_username,
+    cdrs.c.sell_price_cents,
+    cdrs.c.currency,
+    cdrs.c.country,
+    cdrs.c.did,
+)
+
+def window_query(account_id: int, start: float, till: float, limit: int) -> Any:
+    return (
+        select(*_COLUMNS)
+        .where(
+            cdrs.c.account_id == account_id,
+            cdrs.c.start_time >= start,
+            cdrs.c.start_time <= till,
+        )
+        .order_by(cdrs.c.start_time.desc(), cdrs.c.id.desc())
+        .limit(limit)
+    )
+
+
+def to_struct(r: Any) -> Cdr:
+    return Cdr(
+        id=r[0],
+        startTime=iso(r[1]),
+        duration=r[2],
+        billsec=r[3],
+        src=r[4],
+        dst=r[5],
+        disposition=r[6],
+        sipUsername=r[7],
+        sellPriceCents=r[8],
+        currency=r[9],
+        country=r[10],
+        did=r[11],
+    )
+
+
+async def list_window(
+    conn: AsyncConnection, account_id: int, start: float, till: float, limit: int
+) -> list[Cdr]:
+    result = await conn.execute(window_query(account_id, start, till, limit))
+    return [to_struct(r) for r in result.all()]
+
+
+async def cdr_ids(conn: AsyncConnection, n: int) -> int:
+    """Reserve ``n`` CDR sequence numbers; returns the first."""
+    last = await next_counter(conn, "cdr", n)
+    return last - n + 1
+
+
+def cdr_id(start_time: float, seq: int) -> str:
+    """Asterisk-style uniqueid: ``<unix seconds>.<sequence>``."""
+    return f"{int(start_time)}.{seq}"
+
+
+async def insert_one(conn: AsyncConnection, values: dict[str, Any]) -> None:
+    await conn.execute(cdrs.insert().values(**values))
+
+
+# Destinations for generated history: (E.164 prefix, national digits to add).
+_DESTINATIONS: Sequence[tuple[str, int]] = (
+    ("+1415555", 4), ("+1212555", 4), ("+1312555", 4), ("+1416555", 4),
+    ("+4420718", 5), ("+4416155", 5), ("+4930123", 5), ("+4989123", 5),
+    ("+3314234", 5), ("+3491123", 5), ("+3906123", 5), ("+3120123", 5),
+    ("+4822123", 5), ("+6129123", 5), ("+5511312", 6), ("+5255123", 5),
+)
+
+
+async def generate(
+    conn: AsyncConnection,
+    account_id: int,
+    count: int,
+    start: float,
+    till: float,
+    seed: int,
+    rates: RateTable,
+    currency: str,
+) -> int:
+    """Insert ``count`` seeded CDRs with start times spread over [start, till]."""
+    if not 1 <= count <= MAX_GENERATE:
+        raise InvalidInput(f"count must be between 1 and {MAX_GENERATE}.")
+    if till <= start:
+        raise TillMustBeAfterFrom()
+    agent_rows = (
+        await conn.execute(
+            select(agents.c.sip_username, agents.c.caller_id, agents.c.did)
+            .where(agents.c.account_id == account_id)
+            .order_by(agents.c.id)
+        )
+    ).all() or [("unl_000", "+14155550100", None)]
+    first_seq = await cdr_ids(conn, count)
+    rng = random.Random(f"{seed}:cdrgen:{account_id}:{first_seq}")
+    span = till - start
+    batch: list[dict[str, Any]] = []
+    for i in range(count):
+        prefix, digits = rng.choice(_DESTINATIONS)
+        dst = prefix + "".join(rng.choice("0123456789") for _ in range(digits))
+        plan = plan_call(seed, -(first_seq + i), dst)
+        sip_username, caller_id, did = rng.choice(agent_rows)
+        start_time = float(int(start + rng.random() * span))
+        billsec = plan.talk_sec
+        rate = rates.rate_for(dst)
+        batch.append(
+            {
+                "id": cdr_id(start_time, first_seq + i),
+                "account_id": account_id,
+                "call_id": None,
+                "start_time": start_time,
+                "duration": plan.ring_sec + plan.talk_sec,
+                "billsec": billsec,
+                "src": caller_id,
+                "dst": dst,
+                "disposition": DISPOSITIONS[plan.outcome],
+                "sip_username": sip_username,
+                "sell_price_cents": price_cents(billsec, rate.cents_per_minute),
+                "currency": currency,
+                "country": rate.country,
+                "did": did,
+            }
+        )
+        if len(batch) >= 5000:
+            await conn.execute(cdrs.insert(), batch)
+            batch = []
+    if batch:
+        await conn.execute(cdrs.insert(), batch)
+    return count

@@ -1,0 +1,1 @@
+"""Test support: the contract checker, the sandbox harness, the webhook receiver."""

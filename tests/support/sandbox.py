@@ -1,0 +1,210 @@
+"""The sandbox harness: a real app (Litestar ``AsyncTestClient``) on a real database and a
+real Redis, with the in-process arq worker, and the helpers a test story needs."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import os
+import secrets
+import time
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import httpx
+import msgspec
+import redis.asyncio as aioredis
+from litestar.testing import AsyncTestClient
+
+from server.app import create_app
+from server.settings import ALL_SCOPES, Settings
+from tests.support.contract import response_hook
+from workers.worker import in_process_worker
+
+ADMIN = "adm_test_" + secrets.token_hex(8)
+PG_URL = os.environ.get("UNLIMCALL_TEST_DATABASE_URL")
+REDIS_URL = os.environ.get("UNLIMCALL_TEST_REDIS_URL")
+_redis_db = itertools.count(1)
+
+
+def _pg_dsn(url: str) -> str:
+    return url.replace("postgresql+asyncpg://", "postgresql://", 1)
+
+
+@asynccontextmanager
+async def fresh_database(backend: str, tmp: Path) -> AsyncIterator[str | None]:
+    """None for SQLite (the data dir's file); a new, empty PostgreSQL database otherwise."""
+    if backend == "sqlite":
+        yield None
+        return
+    assert PG_URL, "postgres backend without UNLIMCALL_TEST_DATABASE_URL"
+    name = f"unlimcall_t_{uuid.uuid4().hex[:12]}"
+    admin = await asyncpg.connect(_pg_dsn(PG_URL))
+    try:
+        await admin.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await admin.close()
+    base, _, _ = PG_URL.rpartition("/")
+    try:
+        yield f"{base}/{name}"
+    finally:
+        admin = await asyncpg.connect(_pg_dsn(PG_URL))
+        try:
+            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        finally:
+            await admin.close()
+
+
+async def fresh_redis_url() -> str | None:
+    """A flushed database of the shared Redis (CI), or None for the embedded one."""
+    if not REDIS_URL:
+        return None
+    db = next(_redis_db) % 16 or 1
+    url = f"{REDIS_URL.rstrip('/')}/{db}" if REDIS_URL.count("/") <= 2 else REDIS_URL
+    client = aioredis.from_url(url)
+    try:
+        await client.flushdb()
+    finally:
+        await client.aclose()
+    return url
+
+
+def make_settings(data_dir: Path, database_url: str | None, redis_url: str | None,
+                  **overrides: Any) -> Settings:
+    values: dict[str, Any] = {
+        "data_dir": data_dir,
+        "database_url": database_url,
+        "redis_url": redis_url,
+        "admin_token": ADMIN,
+        "time_scale": 3600.0,
+        "seed": 7,
+        "sweep_interval": 0.5,
+        "webhook_timeout": 2.0,
+        "log_requests": False,
+    }
+    values.update(overrides)
+    return Settings(**values)
+
+
+class Sandbox:
+    def __init__(self, client: AsyncTestClient[Any], settings: Settings) -> None:
+        self.client = client
+        self.settings = settings
+        self.admin = {"Authorization": f"Bearer {ADMIN}"}
+
+    @property
+    def rt(self) -> Any:
+        return self.client.app.state.rt
+
+    # -- control plane ------------------------------------------------------------------
+    async def admin_post(self, path: str, body: Any, expect: int = 201) -> Any:
+        r = await self.client.post(f"/_sandbox{path}", json=body, headers=self.admin)
+        assert r.status_code == expect, r.text
+        return r.json()
+
+    async def account(self, **fields: Any) -> str:
+        body = {"companyName": "Test Co", "primaryContactEmail": "qa@test.example",
+                "balance": 100.0, **fields}
+        return str((await self.admin_post("/accounts", body))["customerId"])
+
+    async def patch_account(self, customer: str, **fields: Any) -> Any:
+        r = await self.client.patch(f"/_sandbox/accounts/{customer}", json=fields,
+                                    headers=self.admin)
+        assert r.status_code == 200, r.text
+        return r.json()
+
+    async def token(self, customer: str, scopes: list[str] | None = None,
+                    expires_in: int | None = None) -> str:
+        body: dict[str, Any] = {"scopes": list(ALL_SCOPES) if scopes is None else scopes}
+        if expires_in is not None:
+            body["expiresIn"] = expires_in
+        return str((await self.admin_post(f"/accounts/{customer}/tokens", body))["token"])
+
+    async def token_with_id(self, customer: str, scopes: list[str]) -> tuple[str, str]:
+        data = await self.admin_post(f"/accounts/{customer}/tokens", {"scopes": scopes})
+        return data["id"], data["token"]
+
+    async def agent(self, customer: str, **fields: Any) -> dict[str, Any]:
+        data: dict[str, Any] = await self.admin_post(
+            f"/accounts/{customer}/agents", {"label": "Seat", **fields}
+        )
+        return data
+
+    async def customer_with_agent(self, **fields: Any) -> tuple[str, str, str]:
+        """A fresh account, a token with every scope, and a provisioned agent id."""
+        customer = await self.account(**fields)
+        token = await self.token(customer)
+        agent = await self.agent(customer)
+        return customer, token, agent["id"]
+
+    # -- /v1 -----------------------------------------------------------------------------
+    @staticmethod
+    def bearer(token: str) -> dict[str, str]:
+        return {"Authorization": f"Bearer {token}"}
+
+    async def place_call(self, token: str, agent_id: str, to: str, **extra: Any) -> str:
+        r = await self.client.post("/v1/calls", json={"aiAgentId": agent_id, "toNumber": to,
+                                                      **extra}, headers=self.bearer(token))
+        assert r.status_code == 200, r.text
+        return str(r.json()["callId"])
+
+    async def call(self, call_id: str) -> dict[str, Any]:
+        r = await self.client.get(f"/_sandbox/calls/{call_id}", headers=self.admin)
+        assert r.status_code == 200, r.text
+        data: dict[str, Any] = r.json()
+        return data
+
+    async def wait_call(self, call_id: str, state: str = "ended",
+                        timeout: float = 30.0) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        while True:
+            data = await self.call(call_id)
+            if data["state"] == state:
+                return data
+            if time.monotonic() > deadline:
+                raise AssertionError(f"call {call_id} stuck in {data['state']}: {data}")
+            await asyncio.sleep(0.05)
+
+    async def deliveries(self, **params: str) -> list[dict[str, Any]]:
+        r = await self.client.get("/_sandbox/deliveries", params={"limit": "1000", **params},
+                                  headers=self.admin)
+        assert r.status_code == 200, r.text
+        items: list[dict[str, Any]] = r.json()["deliveries"]
+        return items
+
+    async def wait_deliveries(self, predicate: Any, timeout: float = 30.0,
+                              **params: str) -> list[dict[str, Any]]:
+        deadline = time.monotonic() + timeout
+        while True:
+            items = await self.deliveries(**params)
+            if predicate(items):
+                return items
+            if time.monotonic() > deadline:
+                raise AssertionError(f"deliveries never matched: {msgspec.json.encode(items)[:2000]!r}")
+            await asyncio.sleep(0.05)
+
+
+@asynccontextmanager
+async def running(settings: Settings, *, worker: bool = True) -> AsyncIterator[Sandbox]:
+    app = create_app(settings, background=[in_process_worker] if worker else [])
+    async with AsyncTestClient(app=app, base_url="http://testserver.local") as client:
+        client.event_hooks["response"] = [response_hook]
+        yield Sandbox(client, settings)
+
+
+@asynccontextmanager
+async def sandbox_for(backend: str, tmp: Path, *, worker: bool = True,
+                      **overrides: Any) -> AsyncIterator[Sandbox]:
+    async with fresh_database(backend, tmp) as db_url:
+        settings = make_settings(tmp, db_url, await fresh_redis_url(), **overrides)
+        async with running(settings, worker=worker) as sb:
+            yield sb
+
+
+def raw_client(sb: Sandbox) -> httpx.AsyncClient:
+    """A client on the same app without the contract hook (for deliberately odd bytes)."""
+    return sb.client

@@ -1,0 +1,161 @@
+"""``unlimcall-sandbox``: serve, api, worker, migrate, token create.
+
+The composition root: it builds ``Settings`` from the environment once and wires the API
+(``server``) to the worker (``workers``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import sys
+from collections.abc import Sequence
+
+import msgspec
+from litestar import Litestar
+
+from server.app import create_app
+from server.db.engine import write
+from server.runtime import Runtime, prepare_database
+from server.services import accounts as account_service
+from server.services import tokens as token_service
+from server.settings import ALL_SCOPES, Settings
+from workers.worker import in_process_worker, make_worker
+
+
+def configure_logging() -> None:
+    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
+    for noisy in ("arq.worker", "arq.jobs", "httpx", "alembic", "uvicorn.error"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+async def _mint(settings: Settings, customer: int, scopes: list[str],
+                expires_in: int | None) -> str:
+    engine, clock, _ = await prepare_database(settings)
+    try:
+        async with write(engine) as conn:
+            await account_service.get(conn, customer)
+            created = await token_service.mint_portal_token(
+                conn, customer, scopes, expires_in, clock.real_now()
+            )
+    finally:
+        await engine.dispose()
+    return created.token
+
+
+async def _prepare_and_banner(settings: Settings) -> None:
+    """Migrate, load fixtures, and print where the sandbox is and how to call it."""
+    engine, _, _ = await prepare_database(settings)
+    await engine.dispose()
+    demo = None
+    try:
+        demo = await _mint(settings, 1042, list(ALL_SCOPES), None)
+    except Exception:  # the demo account was removed; no demo token then
+        demo = None
+    lines = [
+        "UnlimCall Sandbox",
+        f"  API:          {settings.base_url}/v1   (contract: {settings.base_url}/v1/openapi.json)",
+        f"  Admin token:  {settings.admin_token}   (for /_sandbox)",
+        f"  Demo token:   {demo or '(no account 1042)'}   (customer 1042, every scope)",
+        f"  Data:         {settings.effective_database_url.split('@')[-1]}",
+        f"  Time scale:   {settings.time_scale:g}   Seed: {settings.seed}",
+        f"  Try:          curl -H 'Authorization: Bearer {demo}' {settings.base_url}/v1/me",
+    ]
+    print("\n".join(lines), flush=True)  # noqa: T201
+
+
+def app_factory() -> Litestar:
+    """For ``uvicorn --factory`` with several API processes: settings from the environment,
+    no in-process worker."""
+    configure_logging()
+    settings = Settings.from_env(run_worker=False)
+    return create_app(settings)
+
+
+def _run_uvicorn(settings: Settings, workers: int, with_worker: bool) -> None:
+    import uvicorn
+
+    common: dict[str, object] = {
+        "host": settings.host,
+        "port": settings.port,
+        "loop": "uvloop",
+        "http": "httptools",
+        "log_level": "warning",
+        "access_log": False,
+        "lifespan": "on",
+        "timeout_graceful_shutdown": 10,
+    }
+    if workers > 1:
+        # Children rebuild settings from the environment: hand them the admin token.
+        os.environ["UNLIMCALL_ADMIN_TOKEN"] = settings.admin_token or ""
+        uvicorn.run("workers.cli:app_factory", factory=True, workers=workers, **common)  # type: ignore[arg-type]
+        return
+    app = create_app(settings, background=[in_process_worker] if with_worker else [])
+    uvicorn.run(app, **common)  # type: ignore[arg-type]
+
+
+async def _run_worker(settings: Settings) -> None:
+    if not settings.redis_url:
+        raise SystemExit("unlimcall-sandbox worker needs UNLIMCALL_REDIS_URL (shared Redis).")
+    rt = await Runtime.start(settings, embedded_redis=False)
+    try:
+        worker = make_worker(rt, handle_signals=True)
+        try:
+            await worker.async_run()
+        finally:
+            await worker.close()
+    finally:
+        await rt.close()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="unlimcall-sandbox", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("serve", help="API + in-process worker (+ embedded Redis when no URL)")
+    api = sub.add_parser("api", help="API only (workers run separately)")
+    api.add_argument("--workers", type=int, default=1, help="API processes")
+    sub.add_parser("worker", help="a standalone arq worker (needs UNLIMCALL_REDIS_URL)")
+    sub.add_parser("migrate", help="apply database migrations and load fixtures if empty")
+    token = sub.add_parser("token", help="portal tokens")
+    token_sub = token.add_subparsers(dest="token_command", required=True)
+    create = token_sub.add_parser("create", help="mint a token; prints it alone on stdout")
+    create.add_argument("--customer", required=True, help="customer id, e.g. 1042")
+    create.add_argument("--scopes", default=",".join(ALL_SCOPES),
+                        help="comma-separated scopes (default: all)")
+    create.add_argument("--expires-in", type=int, default=None, help="seconds")
+    args = parser.parse_args(argv)
+
+    try:
+        settings = Settings.from_env().with_admin_token()
+    except (msgspec.ValidationError, ValueError) as exc:
+        print(f"unlimcall-sandbox: bad setting: {exc}", file=sys.stderr)  # noqa: T201
+        return 2
+    configure_logging()
+    if args.command == "token":
+        scopes = [s.strip() for s in args.scopes.split(",") if s.strip()]
+        try:
+            customer = account_service.parse_customer_id(args.customer)
+            print(asyncio.run(_mint(settings, customer, scopes, args.expires_in)))  # noqa: T201
+        except Exception as exc:  # noqa: BLE001 - a CLI reports, it does not trace
+            print(f"unlimcall-sandbox: {getattr(exc, 'message', exc)}", file=sys.stderr)  # noqa: T201
+            return 1
+        return 0
+    if args.command == "migrate":
+        asyncio.run(_prepare_and_banner(settings))
+        return 0
+    if args.command == "worker":
+        asyncio.run(_run_worker(settings))
+        return 0
+    asyncio.run(_prepare_and_banner(settings))
+    if args.command == "serve":
+        _run_uvicorn(settings, 1, with_worker=True)
+    else:
+        _run_uvicorn(msgspec.structs.replace(settings, run_worker=False), args.workers,
+                     with_worker=False)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
