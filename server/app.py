@@ -80,4 +80,3 @@ def create_app(settings: Settings, background: Sequence[Background] = ()) -> Lit
     app.state.settings = settings
     app.state.contract_bytes = contract_bytes
     return app
-

@@ -17,8 +17,9 @@ from datetime import UTC, datetime
 class Clock:
     __slots__ = ("anchor_real", "anchor_sandbox", "scale")
 
-    def __init__(self, scale: float, anchor_real: float | None = None,
-                 anchor_sandbox: float | None = None) -> None:
+    def __init__(
+        self, scale: float, anchor_real: float | None = None, anchor_sandbox: float | None = None
+    ) -> None:
         now = time.time()
         self.scale = scale
         self.anchor_real = now if anchor_real is None else anchor_real

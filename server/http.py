@@ -14,9 +14,10 @@ from typing import Any, TypeVar
 import msgspec
 from litestar import Request, Response
 from litestar.di import NamedDependency
+from litestar.enums import ScopeType
 from litestar.exceptions import HTTPException, NotFoundException, ValidationException
 from litestar.exceptions import MethodNotAllowedException as LitestarMethodNotAllowed
-from litestar.types import ASGIApp, Message, Receive, Scope, Send
+from litestar.types import ASGIApp, HTTPScope, Message, Receive, Scope, Send
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from server.db.engine import write
@@ -49,8 +50,9 @@ def runtime(request: Request[Any, Any, Any]) -> Runtime:
     return rt
 
 
-def envelope(status: int, code: str, message: str,
-             headers: dict[str, str] | None = None) -> Response[bytes]:
+def envelope(
+    status: int, code: str, message: str, headers: dict[str, str] | None = None
+) -> Response[bytes]:
     body = _encoder.encode({"error": code, "message": message})
     return Response(content=body, status_code=status, media_type=_JSON, headers=headers)
 
@@ -62,7 +64,9 @@ def handle_exception(request: Request[Any, Any, Any], exc: Exception) -> Respons
         return envelope(404, "not_found", f"No route {request.method} {request.url.path}.")
     if isinstance(exc, LitestarMethodNotAllowed):
         return envelope(
-            405, "method_not_allowed", f"{request.method} is not allowed here.",
+            405,
+            "method_not_allowed",
+            f"{request.method} is not allowed here.",
             {k: v for k, v in (exc.headers or {}).items() if k.lower() == "allow"},
         )
     if isinstance(exc, ValidationException):
@@ -85,7 +89,11 @@ async def read_json(request: Request[Any, Any, Any]) -> Any:
     JSON. A missing Content-Type is accepted (curl ``-d`` users)."""
     ctype = request.headers.get("content-type", "")
     media = ctype.split(";", 1)[0].strip().lower()
-    if media and media != _JSON and not (media.startswith("application/") and media.endswith("+json")):
+    if (
+        media
+        and media != _JSON
+        and not (media.startswith("application/") and media.endswith("+json"))
+    ):
         raise InvalidInput("Content-Type must be application/json.")
     body = await request.body()
     if not body.strip():
@@ -140,9 +148,10 @@ class RequestLogMiddleware:
         self.enabled = enabled
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
+        if scope["type"] != ScopeType.HTTP:
             await self.app(scope, receive, send)
             return
+        http_scope: HTTPScope = scope
         started = time.perf_counter()
         request_id = ""
         for name, value in scope["headers"]:
@@ -173,7 +182,7 @@ class RequestLogMiddleware:
                         {
                             "msg": "request",
                             "requestId": request_id,
-                            "method": scope["method"],
+                            "method": http_scope["method"],
                             "path": scope["path"],
                             "route": _route_of(scope),
                             "status": status,

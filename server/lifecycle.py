@@ -102,7 +102,9 @@ def plan_call(seed: int, call_seq: int, to_number: str) -> Plan:
     }.get(scenario) or rng.choice(("positive", "neutral", "neutral", "negative"))
     if outcome != ANSWERED:
         sentiment = "neutral"
-    return Plan(outcome=outcome, scenario=scenario, ring_sec=ring, talk_sec=talk, sentiment=sentiment)
+    return Plan(
+        outcome=outcome, scenario=scenario, ring_sec=ring, talk_sec=talk, sentiment=sentiment
+    )
 
 
 def _random_outcome(rng: random.Random) -> tuple[str, str]:

@@ -21,8 +21,8 @@ from urllib.parse import parse_qsl, unquote
 from authlib.oauth2.rfc6749 import AuthorizationServer, ClientMixin, OAuth2Payload, OAuth2Request
 from authlib.oauth2.rfc6749.errors import InvalidScopeError
 from authlib.oauth2.rfc6749.grants import ClientCredentialsGrant
-from authlib.oauth2.rfc6750 import BearerTokenGenerator
 from authlib.oauth2.rfc6749.util import scope_to_list
+from authlib.oauth2.rfc6750 import BearerTokenGenerator
 
 from server.auth import hash_secret, new_oauth_token
 from server.settings import ALL_SCOPES
@@ -79,8 +79,13 @@ class _Payload(OAuth2Payload):  # type: ignore[misc]
 
 
 class _Request(OAuth2Request):  # type: ignore[misc]
-    def __init__(self, uri: str, headers: dict[str, str], form: dict[str, str],
-                 datalist: dict[str, list[str]]) -> None:
+    def __init__(
+        self,
+        uri: str,
+        headers: dict[str, str],
+        form: dict[str, str],
+        datalist: dict[str, list[str]],
+    ) -> None:
         super().__init__(method="POST", uri=uri, headers=headers)
         self._form = form
         self.payload = _Payload(form, datalist)
@@ -145,9 +150,9 @@ class _Server(AuthorizationServer):  # type: ignore[misc]
     def create_oauth2_request(self, request: _Request) -> _Request:
         return request
 
-    def handle_response(self, status: int, body: dict[str, Any],
-                        headers: list[tuple[str, str]]) -> tuple[int, dict[str, Any],
-                                                                 list[tuple[str, str]]]:
+    def handle_response(
+        self, status: int, body: dict[str, Any], headers: list[tuple[str, str]]
+    ) -> tuple[int, dict[str, Any], list[tuple[str, str]]]:
         return status, body, headers
 
 
@@ -189,14 +194,18 @@ class TokenEndpoint:
         self.ttl = ttl
 
     def exchange(
-        self, headers: dict[str, str], form: dict[str, str], datalist: dict[str, list[str]],
+        self,
+        headers: dict[str, str],
+        form: dict[str, str],
+        datalist: dict[str, list[str]],
         client: Client | None,
     ) -> tuple[int, dict[str, Any], list[tuple[str, str]], Issued | None]:
         ex = _Exchange(client=client)
         token = _current.set(ex)
         try:
-            request = _Request("https://sandbox.unlimcall.local/oauth/token", headers, form,
-                               datalist)
+            request = _Request(
+                "https://sandbox.unlimcall.local/oauth/token", headers, form, datalist
+            )
             status, body, out_headers = self.server.create_token_response(request)
         finally:
             _current.reset(token)

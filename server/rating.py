@@ -67,7 +67,9 @@ def country_name(e164: str) -> str:
 def load_rate_table(path: Path | None = None) -> RateTable:
     raw = json.loads((path or FIXTURES / "rates.json").read_text(encoding="utf-8"))
     rates = {
-        region: Rate(region=region, country=v["name"], cents_per_minute=Decimal(v["centsPerMinute"]))
+        region: Rate(
+            region=region, country=v["name"], cents_per_minute=Decimal(v["centsPerMinute"])
+        )
         for region, v in raw["rates"].items()
     }
     if "*" not in rates:

@@ -104,7 +104,9 @@ async def load_clock(engine: AsyncEngine, scale: float) -> Clock:
             clk = Clock(scale)
             await conn.execute(
                 clock_table.insert().values(
-                    id=1, anchor_real=clk.anchor_real, anchor_sandbox=clk.anchor_sandbox,
+                    id=1,
+                    anchor_real=clk.anchor_real,
+                    anchor_sandbox=clk.anchor_sandbox,
                     scale=scale,
                 )
             )

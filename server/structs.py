@@ -106,7 +106,7 @@ class AccountPatch(Closed):
     dialerEnabled: bool | UnsetType = UNSET
     engineConfigured: bool | UnsetType = UNSET
     balance: float | UnsetType = UNSET
-    creditLimit: float | None | UnsetType = UNSET
+    creditLimit: float | UnsetType | None = UNSET
     balanceUpstream: Literal["ok", "failing", "stale"] | UnsetType = UNSET
     companyName: str | UnsetType = UNSET
     primaryContactEmail: str | UnsetType = UNSET

@@ -36,12 +36,13 @@ async def sandbox(backend: str, tmp_path_factory: pytest.TempPathFactory) -> Asy
 
 
 @pytest.fixture
-async def fresh(backend: str, tmp_path: Path) -> AsyncIterator[Any]:
+def fresh(backend: str, tmp_path: Path) -> Any:
     """A factory for private sandboxes: ``async with fresh(**settings) as sb``."""
+
     def make(**overrides: Any) -> Any:
         return sandbox_for(backend, tmp_path, **overrides)
 
-    yield make
+    return make
 
 
 @pytest.fixture

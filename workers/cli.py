@@ -31,8 +31,9 @@ def configure_logging() -> None:
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
-async def _mint(settings: Settings, customer: int, scopes: list[str],
-                expires_in: int | None) -> str:
+async def _mint(
+    settings: Settings, customer: int, scopes: list[str], expires_in: int | None
+) -> str:
     engine, clock, _ = await prepare_database(settings)
     try:
         async with write(engine) as conn:
@@ -63,7 +64,7 @@ async def _prepare_and_banner(settings: Settings) -> None:
         f"  Time scale:   {settings.time_scale:g}   Seed: {settings.seed}",
         f"  Try:          curl -H 'Authorization: Bearer {demo}' {settings.base_url}/v1/me",
     ]
-    print("\n".join(lines), flush=True)  # noqa: T201
+    print("\n".join(lines), flush=True)
 
 
 def app_factory() -> Litestar:
@@ -122,24 +123,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     token_sub = token.add_subparsers(dest="token_command", required=True)
     create = token_sub.add_parser("create", help="mint a token; prints it alone on stdout")
     create.add_argument("--customer", required=True, help="customer id, e.g. 1042")
-    create.add_argument("--scopes", default=",".join(ALL_SCOPES),
-                        help="comma-separated scopes (default: all)")
+    create.add_argument(
+        "--scopes", default=",".join(ALL_SCOPES), help="comma-separated scopes (default: all)"
+    )
     create.add_argument("--expires-in", type=int, default=None, help="seconds")
     args = parser.parse_args(argv)
 
     try:
         settings = Settings.from_env().with_admin_token()
     except (msgspec.ValidationError, ValueError) as exc:
-        print(f"unlimcall-sandbox: bad setting: {exc}", file=sys.stderr)  # noqa: T201
+        print(f"unlimcall-sandbox: bad setting: {exc}", file=sys.stderr)
         return 2
     configure_logging()
     if args.command == "token":
         scopes = [s.strip() for s in args.scopes.split(",") if s.strip()]
         try:
             customer = account_service.parse_customer_id(args.customer)
-            print(asyncio.run(_mint(settings, customer, scopes, args.expires_in)))  # noqa: T201
-        except Exception as exc:  # noqa: BLE001 - a CLI reports, it does not trace
-            print(f"unlimcall-sandbox: {getattr(exc, 'message', exc)}", file=sys.stderr)  # noqa: T201
+            print(asyncio.run(_mint(settings, customer, scopes, args.expires_in)))
+        except Exception as exc:
+            print(f"unlimcall-sandbox: {getattr(exc, 'message', exc)}", file=sys.stderr)
             return 1
         return 0
     if args.command == "migrate":
@@ -152,8 +154,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "serve":
         _run_uvicorn(settings, 1, with_worker=True)
     else:
-        _run_uvicorn(msgspec.structs.replace(settings, run_worker=False), args.workers,
-                     with_worker=False)
+        _run_uvicorn(
+            msgspec.structs.replace(settings, run_worker=False), args.workers, with_worker=False
+        )
     return 0
 
 

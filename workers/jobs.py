@@ -70,7 +70,10 @@ async def deliver_webhook(ctx: dict[str, Any], delivery_id: str) -> str:
     settings = rt.settings
     async with write(rt.engine) as conn:
         claim = await delivery_service.claim(
-            conn, delivery_id, rt.clock.now(), settings.webhook_timeout + 15,
+            conn,
+            delivery_id,
+            rt.clock.now(),
+            settings.webhook_timeout + 15,
             tolerance=DUE_SLACK_REAL * rt.clock.scale,
         )
     if claim is None:
@@ -79,7 +82,12 @@ async def deliver_webhook(ctx: dict[str, Any], delivery_id: str) -> str:
     outcome = await send(ctx["http"], claim, settings.webhook_timeout)
     async with write(rt.engine) as conn:
         job = await delivery_service.record(
-            conn, claim, outcome, attempted_at, policy(rt), settings.seed,
+            conn,
+            claim,
+            outcome,
+            attempted_at,
+            policy(rt),
+            settings.seed,
             rt.clock.real_delay_until,
         )
     delivery_log.info(
@@ -104,12 +112,14 @@ async def deliver_webhook(ctx: dict[str, Any], delivery_id: str) -> str:
 
 def policy(rt: Runtime) -> RetryPolicy:
     s = rt.settings
-    return RetryPolicy(base=s.webhook_retry_base, cap=s.webhook_retry_cap,
-                       window=s.webhook_retry_window)
+    return RetryPolicy(
+        base=s.webhook_retry_base, cap=s.webhook_retry_cap, window=s.webhook_retry_window
+    )
 
 
-async def send(http: httpx.AsyncClient, claim: delivery_service.Claim,
-               timeout: float) -> delivery_service.Outcome:
+async def send(
+    http: httpx.AsyncClient, claim: delivery_service.Claim, timeout: float
+) -> delivery_service.Outcome:
     headers = {
         "Content-Type": "application/json",
         "User-Agent": USER_AGENT,
@@ -124,8 +134,9 @@ async def send(http: httpx.AsyncClient, claim: delivery_service.Claim,
 
     try:
         async with asyncio.timeout(timeout):
-            async with http.stream("POST", claim.target_url, content=claim.body,
-                                   headers=headers) as resp:
+            async with http.stream(
+                "POST", claim.target_url, content=claim.body, headers=headers
+            ) as resp:
                 kept = bytearray()
                 async for chunk in resp.aiter_bytes():
                     kept += chunk

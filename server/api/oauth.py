@@ -17,11 +17,16 @@ Req = Request[Any, Any, Any]
 _NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 
 
-def _oauth_error(status: int, error: str, description: str,
-                 headers: dict[str, str] | None = None) -> Response[bytes]:
+def _oauth_error(
+    status: int, error: str, description: str, headers: dict[str, str] | None = None
+) -> Response[bytes]:
     body = {"error": error, "error_description": description, "message": description}
-    return Response(content=msgspec.json.encode(body), status_code=status,
-                    media_type="application/json", headers={**_NO_STORE, **(headers or {})})
+    return Response(
+        content=msgspec.json.encode(body),
+        status_code=status,
+        media_type="application/json",
+        headers={**_NO_STORE, **(headers or {})},
+    )
 
 
 @post("/oauth/token")
@@ -29,8 +34,9 @@ async def token(request: Req) -> Response[bytes]:
     rt = runtime(request)
     media = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
     if media != "application/x-www-form-urlencoded":
-        return _oauth_error(400, "invalid_request",
-                            "Content-Type must be application/x-www-form-urlencoded.")
+        return _oauth_error(
+            400, "invalid_request", "Content-Type must be application/x-www-form-urlencoded."
+        )
     try:
         form, datalist = parse_form(await request.body())
     except UnicodeDecodeError:
@@ -44,24 +50,40 @@ async def token(request: Req) -> Response[bytes]:
         async with read(rt.engine) as conn:
             row = await token_service.get_oauth_client(conn, client_id)
         if row is not None:
-            client = Client(client_id=row.client_id, account_id=int(row.account_id),
-                            secret_hash=row.secret_hash, scopes=tuple(row.scopes.split()))
+            client = Client(
+                client_id=row.client_id,
+                account_id=int(row.account_id),
+                secret_hash=row.secret_hash,
+                scopes=tuple(row.scopes.split()),
+            )
     status, body, headers, issued = rt.oauth.exchange(
         dict(request.headers.items()) | {"Authorization": request.headers.get("authorization", "")},
-        form, datalist, client,
+        form,
+        datalist,
+        client,
     )
     if issued is not None:
         async with write(rt.engine) as conn:
             await token_service.store_oauth_access_token(
-                conn, issued.token_hash, issued.access_token[:12], issued.client.client_id,
-                issued.client.account_id, issued.scopes, rt.clock.real_now(), issued.expires_at,
+                conn,
+                issued.token_hash,
+                issued.access_token[:12],
+                issued.client.client_id,
+                issued.client.account_id,
+                issued.scopes,
+                rt.clock.real_now(),
+                issued.expires_at,
             )
     if "error" in body:
         body.setdefault("message", body.get("error_description") or body["error"])
     out_headers = {k: v for k, v in headers}
     out_headers.update(_NO_STORE)
-    return Response(content=msgspec.json.encode(body), status_code=status,
-                    media_type="application/json", headers=out_headers)
+    return Response(
+        content=msgspec.json.encode(body),
+        status_code=status,
+        media_type="application/json",
+        headers=out_headers,
+    )
 
 
 @get("/.well-known/oauth-authorization-server")

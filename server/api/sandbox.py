@@ -9,15 +9,16 @@ from typing import Any
 import msgspec
 from litestar import Request, Router, delete, get, patch, post
 from litestar.connection import ASGIConnection
-from litestar.handlers.base import BaseRouteHandler
 from litestar.di import Provide
+from litestar.handlers.base import BaseRouteHandler
 from litestar.params import FromPath
 from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED
 
 from server import fixtures
+from server.clock import iso
 from server.db.engine import read
 from server.errors import InvalidInput, Unauthorized
-from server.http import TxDep, provide_tx, read_json, read_struct, runtime
+from server.http import TxDep, provide_tx, read_struct, runtime
 from server.ids import derived_uuid, next_counter
 from server.services import accounts as account_service
 from server.services import calls as call_service
@@ -26,6 +27,7 @@ from server.services import deliveries as delivery_service
 from server.services import events as event_service
 from server.services import hooks as hook_service
 from server.services import tokens as token_service
+from server.settings import ALL_SCOPES
 from server.structs import (
     AccountCreate,
     AccountPatch,
@@ -44,7 +46,9 @@ Req = Request[Any, Any, Any]
 _ADMIN_REALM = 'Bearer realm="unlimcall-sandbox"'
 
 
-async def admin_guard(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
+async def admin_guard(
+    connection: ASGIConnection[Any, Any, Any, Any], _handler: BaseRouteHandler
+) -> None:
     expected = connection.app.state.rt.settings.admin_token or ""
     header = connection.headers.get("authorization", "")
     scheme, _, token = header.partition(" ")
@@ -102,7 +106,9 @@ async def revoke_token(tx: TxDep, token_id: FromPath[str]) -> dict[str, Any]:
 
 
 @post("/accounts/{customer_id:str}/oauth-clients", status_code=HTTP_201_CREATED)
-async def create_oauth_client(request: Req, tx: TxDep, customer_id: FromPath[str]) -> OAuthClientCreated:
+async def create_oauth_client(
+    request: Req, tx: TxDep, customer_id: FromPath[str]
+) -> OAuthClientCreated:
     data = await read_struct(request, OAuthClientCreate)
     return await token_service.create_oauth_client(
         tx.conn, _customer(customer_id), data.scopes, tx.rt.clock.real_now()
@@ -126,11 +132,21 @@ async def generate_cdrs(request: Req, tx: TxDep, customer_id: FromPath[str]) -> 
     till = now if data.till is None else cdr_service.parse_timestamp(data.till)
     start = till - 7 * 86400.0 if data.from_ is None else cdr_service.parse_timestamp(data.from_)
     count = await cdr_service.generate(
-        tx.conn, account.id, data.count, start, till, tx.rt.settings.seed, tx.rt.rates,
+        tx.conn,
+        account.id,
+        data.count,
+        start,
+        till,
+        tx.rt.settings.seed,
+        tx.rt.rates,
         account.currency,
     )
-    return CdrGenerated(customerId=str(account.id), count=count, fromTime=cdr_service.iso(start),
-                        tillTime=cdr_service.iso(till))
+    return CdrGenerated(
+        customerId=str(account.id),
+        count=count,
+        fromTime=iso(start),
+        tillTime=iso(till),
+    )
 
 
 @get("/calls/{call_id:str}")
@@ -164,13 +180,19 @@ async def fire_event(request: Req, tx: TxDep) -> dict[str, Any]:
         "actor": "sandbox",
     }
     if data.event == "call.ended":
-        payload.update(durationSec=42, hangupReason="agent_hangup", sentimentLabel="positive",
-                       transferInitiated=False)
-    payload.update({k: v for k, v in data.fields.items()
-                    if k not in ("event", "eventId", "createdAt")})
+        payload.update(
+            durationSec=42,
+            hangupReason="agent_hangup",
+            sentimentLabel="positive",
+            transferInitiated=False,
+        )
+    payload.update(
+        {k: v for k, v in data.fields.items() if k not in ("event", "eventId", "createdAt")}
+    )
     now = tx.rt.clock.now()
-    jobs = await event_service.emit(tx.conn, account_id, data.event, payload, now, seed,
-                                    event_id=event_id, call_id=None)
+    jobs = await event_service.emit(
+        tx.conn, account_id, data.event, payload, now, seed, event_id=event_id, call_id=None
+    )
     tx.after_commit.extend(jobs)
     body = event_service.body_of(data.event, event_id, now, payload)
     return {"eventId": event_id, "event": data.event, "deliveries": len(jobs), "body": body}
@@ -189,8 +211,12 @@ async def list_deliveries(request: Req) -> dict[str, Any]:
     limit = cdr_service.parse_limit(q.get("limit"))
     async with read(runtime(request).engine) as conn:
         items = await delivery_service.listing(
-            conn, hook_id=hook_id, status=status, event=q.get("event"),
-            account_id=None if customer is None else _customer(customer), limit=limit,
+            conn,
+            hook_id=hook_id,
+            status=status,
+            event=q.get("event"),
+            account_id=None if customer is None else _customer(customer),
+            limit=limit,
         )
     return {"count": len(items), "deliveries": items}
 
@@ -214,14 +240,17 @@ async def fast_forward(tx: TxDep) -> dict[str, Any]:
     jobs = [call_service.job_for(c.id, c.state, 0.0) for c in due_calls]
     jobs += [event_service.delivery_job(d.id, d.attempts + 1) for d in due_deliveries]
     tx.after_commit.extend(replace(j, job_id=f"{j.job_id}:{tag}") for j in jobs)
-    return {"calls": len(due_calls), "deliveries": len(due_deliveries),
-            "sandboxTime": cdr_service.iso(now)}
+    return {
+        "calls": len(due_calls),
+        "deliveries": len(due_deliveries),
+        "sandboxTime": iso(now),
+    }
 
 
 @get("/clock")
 async def get_clock(request: Req) -> dict[str, Any]:
     clk = runtime(request).clock
-    return {"sandboxTime": cdr_service.iso(clk.now()), "scale": clk.scale}
+    return {"sandboxTime": iso(clk.now()), "scale": clk.scale}
 
 
 @post("/reset", status_code=HTTP_200_OK)
@@ -232,7 +261,7 @@ async def reset(tx: TxDep) -> dict[str, Any]:
     customer = await fixtures.load(tx.conn, rt.clock.now(), rt.settings.seed, rt.rates)
     rt.verifier.clear()
     token = await token_service.mint_portal_token(
-        tx.conn, customer, list(token_service.ALL_SCOPES), None, rt.clock.real_now()
+        tx.conn, customer, list(ALL_SCOPES), None, rt.clock.real_now()
     )
     return {"reset": True, "customerId": str(customer), "demoToken": token.token}
 
@@ -242,8 +271,20 @@ sandbox_router = Router(
     guards=[admin_guard],
     dependencies={"tx": Provide(provide_tx)},
     route_handlers=[
-        create_account, get_account, patch_account, create_token, revoke_token,
-        create_oauth_client, create_agent, generate_cdrs, get_call, fire_event,
-        list_deliveries, redeliver, fast_forward, get_clock, reset,
+        create_account,
+        get_account,
+        patch_account,
+        create_token,
+        revoke_token,
+        create_oauth_client,
+        create_agent,
+        generate_cdrs,
+        get_call,
+        fire_event,
+        list_deliveries,
+        redeliver,
+        fast_forward,
+        get_clock,
+        reset,
     ],
 )

@@ -24,9 +24,7 @@ Req = Request[Any, Any, Any]
 
 
 async def _auth(request: Req, scope: str | None) -> Any:
-    return await runtime(request).verifier.authenticate(
-        request.headers.get("authorization"), scope
-    )
+    return await runtime(request).verifier.authenticate(request.headers.get("authorization"), scope)
 
 
 def _single(request: Req, name: str) -> str | None:
@@ -39,8 +37,7 @@ def _single(request: Req, name: str) -> str | None:
 @get("/me")
 async def get_me(request: Req) -> Me:
     p = await _auth(request, None)
-    return Me(customerId=str(p.account_id), companyName=p.company_name,
-              primaryContactEmail=p.email)
+    return Me(customerId=str(p.account_id), companyName=p.company_name, primaryContactEmail=p.email)
 
 
 _BALANCE = select(
@@ -63,7 +60,8 @@ async def get_balance(request: Req) -> Balance:
         balance=account_service.from_e4(row.balance_e4),
         currency=row.currency,
         accountType=row.account_type,
-        creditLimit=None if row.credit_limit_e4 is None
+        creditLimit=None
+        if row.credit_limit_e4 is None
         else account_service.from_e4(row.credit_limit_e4),
         blocked=account_service.is_blocked(row),
         stale=row.balance_upstream == "stale",
@@ -75,7 +73,9 @@ async def list_cdrs(request: Req) -> CdrList:
     p = await _auth(request, "read:cdrs")
     rt = runtime(request)
     start, till, limit = cdr_service.parse_window(
-        _single(request, "from"), _single(request, "till"), _single(request, "limit"),
+        _single(request, "from"),
+        _single(request, "till"),
+        _single(request, "limit"),
         rt.clock.now(),
     )
     async with read(rt.engine) as conn:
@@ -110,8 +110,11 @@ async def create_hook(request: Req, tx: TxDep) -> HookCreated:
     return await hook_service.create(tx, p.account_id, body)
 
 
-@delete("/hooks/{hook_id:str}", status_code=HTTP_204_NO_CONTENT,
-        dependencies={"tx": Provide(provide_tx)})
+@delete(
+    "/hooks/{hook_id:str}",
+    status_code=HTTP_204_NO_CONTENT,
+    dependencies={"tx": Provide(provide_tx)},
+)
 async def delete_hook(request: Req, tx: TxDep, hook_id: FromPath[str]) -> Response[None]:
     p = await _auth(request, "write:hooks")
     await hook_service.disable(tx, p.account_id, hook_id)
@@ -125,6 +128,14 @@ async def contract(request: Req) -> Response[bytes]:
 
 v1_router = Router(
     path="/v1",
-    route_handlers=[get_me, get_balance, list_cdrs, list_agents, originate_call, create_hook,
-                    delete_hook, contract],
+    route_handlers=[
+        get_me,
+        get_balance,
+        list_cdrs,
+        list_agents,
+        originate_call,
+        create_hook,
+        delete_hook,
+        contract,
+    ],
 )

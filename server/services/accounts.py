@@ -74,8 +74,9 @@ def parse_customer_id(raw: str) -> int:
     return int(raw)
 
 
-async def create(conn: AsyncConnection, data: AccountCreate, now: float,
-                 account_id: int | None = None) -> Any:
+async def create(
+    conn: AsyncConnection, data: AccountCreate, now: float, account_id: int | None = None
+) -> Any:
     _check_money(data.balance, "balance")
     if data.creditLimit is not None:
         _check_money(data.creditLimit, "creditLimit")
@@ -163,8 +164,13 @@ async def list_agents(conn: AsyncConnection, account_id: int) -> list[Agent]:
     ]
 
 
-async def create_agent(conn: AsyncConnection, account_id: int, data: AgentCreate, now: float,
-                       agent_id: int | None = None) -> Any:
+async def create_agent(
+    conn: AsyncConnection,
+    account_id: int,
+    data: AgentCreate,
+    now: float,
+    agent_id: int | None = None,
+) -> Any:
     await get(conn, account_id)
     label = data.label.strip()
     if not label or len(label) > 200:
@@ -175,9 +181,7 @@ async def create_agent(conn: AsyncConnection, account_id: int, data: AgentCreate
             raise InvalidInput(f"{field} must be an E.164 number.")
     sip_username = data.sipUsername
     if sip_username is None:
-        count = (
-            await conn.execute(select(func.count()).select_from(agents))
-        ).scalar_one()
+        count = (await conn.execute(select(func.count()).select_from(agents))).scalar_one()
         sip_username = f"unl_{count + 1:03d}"
         while (
             await conn.execute(select(agents.c.id).where(agents.c.sip_username == sip_username))
@@ -185,9 +189,9 @@ async def create_agent(conn: AsyncConnection, account_id: int, data: AgentCreate
             sip_username = f"unl_{secrets.token_hex(3)}"
     elif not (0 < len(sip_username) <= 64) or not sip_username.replace("_", "").isalnum():
         raise InvalidInput("sipUsername must be 1..64 letters, digits or underscores.")
-    elif (await conn.execute(
-        select(agents.c.id).where(agents.c.sip_username == sip_username)
-    )).first():
+    elif (
+        await conn.execute(select(agents.c.id).where(agents.c.sip_username == sip_username))
+    ).first():
         raise InvalidInput(f"sipUsername {sip_username!r} is taken.")
     values: dict[str, Any] = {
         "account_id": account_id,
@@ -201,7 +205,9 @@ async def create_agent(conn: AsyncConnection, account_id: int, data: AgentCreate
     }
     if agent_id is not None:
         values["id"] = agent_id
-    new_id = (await conn.execute(agents.insert().values(**values).returning(agents.c.id))).scalar_one()
+    new_id = (
+        await conn.execute(agents.insert().values(**values).returning(agents.c.id))
+    ).scalar_one()
     return (await conn.execute(select(agents).where(agents.c.id == new_id))).one()
 
 

@@ -113,8 +113,13 @@ async def originate(tx: Tx, account_id: int, body: Any) -> CallQueued:
 
 
 def plan_of(row: Any) -> Plan:
-    return Plan(outcome=row.outcome, scenario=row.scenario, ring_sec=row.ring_sec,
-                talk_sec=row.talk_sec, sentiment=row.sentiment)
+    return Plan(
+        outcome=row.outcome,
+        scenario=row.scenario,
+        ring_sec=row.ring_sec,
+        talk_sec=row.talk_sec,
+        sentiment=row.sentiment,
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,8 +132,15 @@ class StepResult:
     delivery_jobs: list[JobSpec]
 
 
-async def step(conn: AsyncConnection, call_id: str, clock: Clock, seed: int,
-               rates: RateTable, *, tolerance: float = 0.0) -> StepResult | None:
+async def step(
+    conn: AsyncConnection,
+    call_id: str,
+    clock: Clock,
+    seed: int,
+    rates: RateTable,
+    *,
+    tolerance: float = 0.0,
+) -> StepResult | None:
     """Advance the call by one transition if it is due. None: no such call."""
     row = (await conn.execute(select(calls).where(calls.c.id == call_id))).first()
     if row is None:
@@ -164,8 +176,9 @@ async def step(conn: AsyncConnection, call_id: str, clock: Clock, seed: int,
     return StepResult(new_state, next_at, True, jobs)
 
 
-async def _finish(conn: AsyncConnection, row: Any, plan: Plan, ended_at: float, seed: int,
-                  rates: RateTable) -> list[JobSpec]:
+async def _finish(
+    conn: AsyncConnection, row: Any, plan: Plan, ended_at: float, seed: int, rates: RateTable
+) -> list[JobSpec]:
     """The end of a call: CDR, balance debit, events — one transaction with the step."""
     agent = (await conn.execute(select(agents).where(agents.c.id == row.agent_id))).one()
     account = (
@@ -224,8 +237,14 @@ async def _finish(conn: AsyncConnection, row: Any, plan: Plan, ended_at: float, 
                 transferInitiated=plan.scenario == lifecycle.TRANSFERRED,
             )
         jobs += await event_service.emit(
-            conn, row.account_id, event_type, payload, ended_at, seed,
-            event_id=derived_uuid(seed, "event", row.id, event_type), call_id=row.id,
+            conn,
+            row.account_id,
+            event_type,
+            payload,
+            ended_at,
+            seed,
+            event_id=derived_uuid(seed, "event", row.id, event_type),
+            call_id=row.id,
         )
     return jobs
 

@@ -41,7 +41,7 @@ def parse_timestamp(raw: str) -> float:
     if dot:  # fromisoformat takes at most microseconds
         digits = re.match(r"\d+", rest)
         assert digits is not None
-        text = f"{main}.{digits.group()[:6].ljust(6, '0')}{rest[digits.end():]}"
+        text = f"{main}.{digits.group()[:6].ljust(6, '0')}{rest[digits.end() :]}"
     try:
         return datetime.fromisoformat(text).timestamp()
     except ValueError as exc:  # e.g. month 13
@@ -88,6 +88,7 @@ _COLUMNS = (
     cdrs.c.country,
     cdrs.c.did,
 )
+
 
 def window_query(account_id: int, start: float, till: float, limit: int) -> Any:
     return (
@@ -143,10 +144,22 @@ async def insert_one(conn: AsyncConnection, values: dict[str, Any]) -> None:
 
 # Destinations for generated history: (E.164 prefix, national digits to add).
 _DESTINATIONS: Sequence[tuple[str, int]] = (
-    ("+1415555", 4), ("+1212555", 4), ("+1312555", 4), ("+1416555", 4),
-    ("+4420718", 5), ("+4416155", 5), ("+4930123", 5), ("+4989123", 5),
-    ("+3314234", 5), ("+3491123", 5), ("+3906123", 5), ("+3120123", 5),
-    ("+4822123", 5), ("+6129123", 5), ("+5511312", 6), ("+5255123", 5),
+    ("+1415555", 4),
+    ("+1212555", 4),
+    ("+1312555", 4),
+    ("+1416555", 4),
+    ("+4420718", 5),
+    ("+4416155", 5),
+    ("+4930123", 5),
+    ("+4989123", 5),
+    ("+3314234", 5),
+    ("+3491123", 5),
+    ("+3906123", 5),
+    ("+3120123", 5),
+    ("+4822123", 5),
+    ("+6129123", 5),
+    ("+5511312", 6),
+    ("+5255123", 5),
 )
 
 
@@ -171,7 +184,8 @@ async def generate(
             .where(agents.c.account_id == account_id)
             .order_by(agents.c.id)
         )
-    ).all() or [("unl_000", "+14155550100", None)]
+    ).all()
+    choices: list[Any] = list(agent_rows) or [("unl_000", "+14155550100", None)]
     first_seq = await cdr_ids(conn, count)
     rng = random.Random(f"{seed}:cdrgen:{account_id}:{first_seq}")
     span = till - start
@@ -180,7 +194,7 @@ async def generate(
         prefix, digits = rng.choice(_DESTINATIONS)
         dst = prefix + "".join(rng.choice("0123456789") for _ in range(digits))
         plan = plan_call(seed, -(first_seq + i), dst)
-        sip_username, caller_id, did = rng.choice(agent_rows)
+        sip_username, caller_id, did = rng.choice(choices)
         start_time = float(int(start + rng.random() * span))
         billsec = plan.talk_sec
         rate = rates.rate_for(dst)

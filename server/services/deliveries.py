@@ -61,8 +61,13 @@ class Outcome:
         return "retry"
 
 
-async def claim(conn: AsyncConnection, delivery_id: str, now: float, lease_seconds: float,
-                tolerance: float = 0.0) -> Claim | None:
+async def claim(
+    conn: AsyncConnection,
+    delivery_id: str,
+    now: float,
+    lease_seconds: float,
+    tolerance: float = 0.0,
+) -> Claim | None:
     """Take the due attempt of ``delivery_id``, or None when it is not due, finished,
     leased by another worker, or its hook was deleted (then it is cancelled)."""
     real_now = time.time()
@@ -104,8 +109,9 @@ async def claim(conn: AsyncConnection, delivery_id: str, now: float, lease_secon
             deliveries.c.status == PENDING,
             deliveries.c.attempts == row.attempts,
         )
-        .values(attempts=row.attempts + 1, lease_until=real_now + lease_seconds,
-                first_attempt_at=first)
+        .values(
+            attempts=row.attempts + 1, lease_until=real_now + lease_seconds, first_attempt_at=first
+        )
     )
     if result.rowcount != 1:
         return None
@@ -120,8 +126,15 @@ async def claim(conn: AsyncConnection, delivery_id: str, now: float, lease_secon
     )
 
 
-async def record(conn: AsyncConnection, claim_: Claim, outcome: Outcome, attempted_at: float,
-                 policy: RetryPolicy, seed: int, real_delay: Any) -> JobSpec | None:
+async def record(
+    conn: AsyncConnection,
+    claim_: Claim,
+    outcome: Outcome,
+    attempted_at: float,
+    policy: RetryPolicy,
+    seed: int,
+    real_delay: Any,
+) -> JobSpec | None:
     """Store the attempt and move the delivery on; returns the next attempt's job."""
     kind = outcome.kind
     next_at: float | None = None
@@ -131,9 +144,7 @@ async def record(conn: AsyncConnection, claim_: Claim, outcome: Outcome, attempt
         status = FAILED
     else:
         rng = jitter_rng(seed, claim_.delivery_id, claim_.attempt)
-        next_at = policy.next_attempt_at(
-            claim_.attempt, claim_.first_attempt_at, attempted_at, rng
-        )
+        next_at = policy.next_attempt_at(claim_.attempt, claim_.first_attempt_at, attempted_at, rng)
         status = PENDING if next_at is not None else FAILED
     await conn.execute(
         delivery_attempts.insert().values(
@@ -151,8 +162,12 @@ async def record(conn: AsyncConnection, claim_: Claim, outcome: Outcome, attempt
     await conn.execute(
         update(deliveries)
         .where(deliveries.c.id == claim_.delivery_id)
-        .values(status=status, next_attempt_at=next_at, lease_until=None,
-                last_status_code=outcome.status_code)
+        .values(
+            status=status,
+            next_attempt_at=next_at,
+            lease_until=None,
+            last_status_code=outcome.status_code,
+        )
     )
     if next_at is None:
         return None
@@ -207,8 +222,15 @@ async def redeliver(conn: AsyncConnection, delivery_id: str, now: float) -> JobS
     return delivery_job(delivery_id, row.attempts + 1)
 
 
-async def listing(conn: AsyncConnection, *, hook_id: str | None, status: str | None,
-                  event: str | None, account_id: int | None, limit: int) -> list[dict[str, Any]]:
+async def listing(
+    conn: AsyncConnection,
+    *,
+    hook_id: str | None,
+    status: str | None,
+    event: str | None,
+    account_id: int | None,
+    limit: int,
+) -> list[dict[str, Any]]:
     conds = []
     if hook_id is not None:
         conds.append(deliveries.c.hook_id == hook_id)

@@ -22,13 +22,24 @@ def delivery_job(delivery_id: str, attempt: int, delay: float = 0.0) -> JobSpec:
     return JobSpec(DELIVER_WEBHOOK, delivery_id, f"dlv:{delivery_id}:{attempt}", delay)
 
 
-def body_of(event_type: str, event_id: str, created_at: float, payload: dict[str, Any]) -> dict[str, Any]:
+def body_of(
+    event_type: str, event_id: str, created_at: float, payload: dict[str, Any]
+) -> dict[str, Any]:
     """The delivered JSON: the contract's event fields plus event, eventId, createdAt."""
     return {**payload, "event": event_type, "eventId": event_id, "createdAt": iso(created_at)}
 
 
-async def emit(conn: AsyncConnection, account_id: int, event_type: str, payload: dict[str, Any],
-               now: float, seed: int, *, event_id: str, call_id: str | None = None) -> list[JobSpec]:
+async def emit(
+    conn: AsyncConnection,
+    account_id: int,
+    event_type: str,
+    payload: dict[str, Any],
+    now: float,
+    seed: int,
+    *,
+    event_id: str,
+    call_id: str | None = None,
+) -> list[JobSpec]:
     """Write the event and its deliveries; returns the jobs to enqueue after commit."""
     body = body_of(event_type, event_id, now, payload)
     await conn.execute(
@@ -42,14 +53,18 @@ async def emit(conn: AsyncConnection, account_id: int, event_type: str, payload:
         )
     )
     hook_ids = (
-        await conn.execute(
-            select(hooks.c.id).where(
-                hooks.c.account_id == account_id,
-                hooks.c.event == event_type,
-                hooks.c.active.is_(True),
+        (
+            await conn.execute(
+                select(hooks.c.id).where(
+                    hooks.c.account_id == account_id,
+                    hooks.c.event == event_type,
+                    hooks.c.active.is_(True),
+                )
             )
         )
-    ).scalars().all()
+        .scalars()
+        .all()
+    )
     rows = [
         {
             "id": derived_uuid(seed, "delivery", event_id, hook_id),

@@ -9,9 +9,9 @@ from urllib.parse import urlsplit
 
 from sqlalchemy import update
 
+from server.db.tables import hooks
 from server.errors import InvalidInput, NotFound
 from server.http import Tx
-from server.db.tables import hooks
 from server.ids import derived_uuid, next_counter
 from server.services.events import EVENT_TYPES
 from server.structs import HookCreated

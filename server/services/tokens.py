@@ -24,8 +24,9 @@ def check_scopes(scopes: list[str]) -> list[str]:
     return sorted(set(scopes), key=ALL_SCOPES.index)
 
 
-async def mint_portal_token(conn: AsyncConnection, account_id: int, scopes: list[str],
-                            expires_in: int | None, now: float) -> TokenCreated:
+async def mint_portal_token(
+    conn: AsyncConnection, account_id: int, scopes: list[str], expires_in: int | None, now: float
+) -> TokenCreated:
     await account_service.get(conn, account_id)
     clean = check_scopes(scopes)
     if expires_in is not None and not (0 < expires_in <= 10 * 365 * 86400):
@@ -54,9 +55,16 @@ async def mint_portal_token(conn: AsyncConnection, account_id: int, scopes: list
     )
 
 
-async def store_oauth_access_token(conn: AsyncConnection, token_hash: str, prefix: str,
-                                   client_id: str, account_id: int, scopes: list[str],
-                                   now: float, expires_at: float) -> None:
+async def store_oauth_access_token(
+    conn: AsyncConnection,
+    token_hash: str,
+    prefix: str,
+    client_id: str,
+    account_id: int,
+    scopes: list[str],
+    now: float,
+    expires_at: float,
+) -> None:
     await conn.execute(
         tokens.insert().values(
             id="oat_" + secrets.token_hex(12),
@@ -82,8 +90,9 @@ async def revoke(conn: AsyncConnection, token_id: str, now: float) -> None:
         raise NotFound(f"No active token {token_id!r}.")
 
 
-async def create_oauth_client(conn: AsyncConnection, account_id: int, scopes: list[str],
-                              now: float) -> OAuthClientCreated:
+async def create_oauth_client(
+    conn: AsyncConnection, account_id: int, scopes: list[str], now: float
+) -> OAuthClientCreated:
     await account_service.get(conn, account_id)
     clean = check_scopes(scopes)
     client_id = "unl_client_" + secrets.token_hex(10)

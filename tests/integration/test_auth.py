@@ -23,8 +23,9 @@ OPERATIONS: list[tuple[str, str, str | None]] = [
 SUCCESS = {"DELETE": 204}
 
 
-async def _request(sb: Sandbox, method: str, path: str, token: str, agent_id: str,
-                   hook_id: str) -> Any:
+async def _request(
+    sb: Sandbox, method: str, path: str, token: str, agent_id: str, hook_id: str
+) -> Any:
     path = path.replace("{hook}", hook_id)
     body: dict[str, Any] | None = None
     if path == "/v1/calls":
@@ -42,7 +43,8 @@ async def test_a_token_with_one_scope_opens_exactly_its_operations(
     token = await sandbox.token(customer, [scope])
     for method, path, needed in OPERATIONS:
         hook = await sandbox.client.post(
-            "/v1/hooks", json={"event": "call.ended", "target_url": "https://example.com/h"},
+            "/v1/hooks",
+            json={"event": "call.ended", "target_url": "https://example.com/h"},
             headers=sandbox.bearer(full),
         )
         r = await _request(sandbox, method, path, token, agent_id, hook.json()["id"])
@@ -71,13 +73,18 @@ async def test_a_token_with_one_scope_opens_exactly_its_operations(
 )
 @pytest.mark.parametrize(("method", "path", "_scope"), OPERATIONS)
 async def test_bad_credentials_are_401_with_rfc6750_header(
-    sandbox: Sandbox, header: str | None, error_fragment: str | None, method: str, path: str,
+    sandbox: Sandbox,
+    header: str | None,
+    error_fragment: str | None,
+    method: str,
+    path: str,
     _scope: str | None,
 ) -> None:
     headers = {} if header is None else {"Authorization": header.encode("utf-8")}
     path = path.replace("{hook}", "7d7b1a52-3c6f-4c57-9a0b-0d8a3f2b9e11")
-    r = await sandbox.client.request(method, path, headers=headers,
-                                     json={} if method == "POST" else None)
+    r = await sandbox.client.request(
+        method, path, headers=headers, json={} if method == "POST" else None
+    )
     assert r.status_code == 401
     assert r.json()["error"] == "unauthorized"
     challenge = r.headers["www-authenticate"]
@@ -98,7 +105,9 @@ async def test_scheme_is_case_insensitive(sandbox: Sandbox) -> None:
 async def test_expired_token_is_rejected(sandbox: Sandbox) -> None:
     customer = await sandbox.account()
     token = await sandbox.token(customer, ["read:balance"], expires_in=1)
-    assert (await sandbox.client.get("/v1/balance", headers=sandbox.bearer(token))).status_code == 200
+    assert (
+        await sandbox.client.get("/v1/balance", headers=sandbox.bearer(token))
+    ).status_code == 200
     await asyncio.sleep(1.2)
     r = await sandbox.client.get("/v1/balance", headers=sandbox.bearer(token))
     assert r.status_code == 401
@@ -109,7 +118,9 @@ async def test_expired_token_is_rejected(sandbox: Sandbox) -> None:
 async def test_revoked_token_is_rejected_at_once(sandbox: Sandbox) -> None:
     customer = await sandbox.account()
     token_id, token = await sandbox.token_with_id(customer, ["read:agents"])
-    assert (await sandbox.client.get("/v1/agents", headers=sandbox.bearer(token))).status_code == 200
+    assert (
+        await sandbox.client.get("/v1/agents", headers=sandbox.bearer(token))
+    ).status_code == 200
     r = await sandbox.client.delete(f"/_sandbox/tokens/{token_id}", headers=sandbox.admin)
     assert r.status_code == 200
     r = await sandbox.client.get("/v1/agents", headers=sandbox.bearer(token))
@@ -119,7 +130,7 @@ async def test_revoked_token_is_rejected_at_once(sandbox: Sandbox) -> None:
 
 
 async def test_suspended_account_is_403_everywhere(sandbox: Sandbox) -> None:
-    customer, token, agent_id = await sandbox.customer_with_agent()
+    customer, token, _ = await sandbox.customer_with_agent()
     assert (await sandbox.client.get("/v1/me", headers=sandbox.bearer(token))).status_code == 200
     await sandbox.patch_account(customer, status="suspended")
     r = await sandbox.client.get("/v1/me", headers=sandbox.bearer(token))

@@ -17,20 +17,29 @@ async def test_demo_fixtures_are_the_contract_examples(sandbox: Sandbox) -> None
     token = await sandbox.token("1042")
     h = sandbox.bearer(token)
     assert (await sandbox.client.get("/v1/me", headers=h)).json() == {
-        "customerId": "1042", "companyName": "Acme Calling Co.",
+        "customerId": "1042",
+        "companyName": "Acme Calling Co.",
         "primaryContactEmail": "yaro@acme.com",
     }
     agents = (await sandbox.client.get("/v1/agents", headers=h)).json()
     first = agents["agents"][0]
-    assert (first["id"], first["sipUsername"], first["label"]) == ("27", "unl_001", "SDR seat — Berlin")
+    assert (first["id"], first["sipUsername"], first["label"]) == (
+        "27",
+        "unl_001",
+        "SDR seat — Berlin",
+    )
     assert agents["count"] == len(agents["agents"]) == 3
     cdrs = (await sandbox.client.get("/v1/cdrs", params={"limit": "1000"}, headers=h)).json()
     assert cdrs["count"] > 0
     assert len({c["country"] for c in cdrs["calls"]}) >= 3
     assert {c["disposition"] for c in cdrs["calls"]} >= {"ANSWERED", "BUSY", "NO ANSWER"}
-    old = (await sandbox.client.get(
-        "/v1/cdrs", params={"from": "2025-05-21T00:00:00Z", "till": "2025-05-22T00:00:00Z"},
-        headers=h)).json()
+    old = (
+        await sandbox.client.get(
+            "/v1/cdrs",
+            params={"from": "2025-05-21T00:00:00Z", "till": "2025-05-22T00:00:00Z"},
+            headers=h,
+        )
+    ).json()
     assert old["calls"][0]["id"] == "1747852442.42"
     assert old["calls"][0]["sellPriceCents"] == 34
 
@@ -40,8 +49,14 @@ async def test_balance_is_exact_and_reports_states(sandbox: Sandbox) -> None:
     token = await sandbox.token(customer, ["read:balance"])
     h = sandbox.bearer(token)
     r = await sandbox.client.get("/v1/balance", headers=h)
-    assert r.json() == {"balance": 42.7831, "currency": "USD", "accountType": "prepaid",
-                        "creditLimit": None, "blocked": False, "stale": False}
+    assert r.json() == {
+        "balance": 42.7831,
+        "currency": "USD",
+        "accountType": "prepaid",
+        "creditLimit": None,
+        "blocked": False,
+        "stale": False,
+    }
     await sandbox.patch_account(customer, balanceUpstream="stale")
     assert (await sandbox.client.get("/v1/balance", headers=h)).json()["stale"] is True
     await sandbox.patch_account(customer, balanceUpstream="failing")
@@ -57,7 +72,11 @@ async def test_postpaid_balance_blocks_past_the_credit_limit(sandbox: Sandbox) -
     h = sandbox.bearer(await sandbox.token(customer, ["read:balance"]))
     body = (await sandbox.client.get("/v1/balance", headers=h)).json()
     assert (body["accountType"], body["balance"], body["creditLimit"], body["blocked"]) == (
-        "postpaid", -10.0, 50.0, False)
+        "postpaid",
+        -10.0,
+        50.0,
+        False,
+    )
     await sandbox.patch_account(customer, balance=-50)
     assert (await sandbox.client.get("/v1/balance", headers=h)).json()["blocked"] is True
 
@@ -78,13 +97,17 @@ async def cdr_account(sandbox: Sandbox) -> tuple[str, dict[str, str], datetime]:
     """An account with 40 CDRs spread over the 40 days before a fixed anchor (in the past)."""
     customer = await sandbox.account()
     anchor = datetime(2026, 1, 31, tzinfo=UTC)
-    await sandbox.admin_post(f"/accounts/{customer}/cdrs/generate", {
-        "count": 400, "from": ts(anchor - timedelta(days=40)), "till": ts(anchor)})
+    await sandbox.admin_post(
+        f"/accounts/{customer}/cdrs/generate",
+        {"count": 400, "from": ts(anchor - timedelta(days=40)), "till": ts(anchor)},
+    )
     token = await sandbox.token(customer, ["read:cdrs"])
     return customer, sandbox.bearer(token), anchor
 
 
-async def test_cdrs_window_boundaries(sandbox: Sandbox, cdr_account: tuple[str, dict[str, str], datetime]) -> None:
+async def test_cdrs_window_boundaries(
+    sandbox: Sandbox, cdr_account: tuple[str, dict[str, str], datetime]
+) -> None:
     _, h, anchor = cdr_account
     start = anchor - timedelta(days=31)
 
@@ -100,13 +123,22 @@ async def test_cdrs_window_boundaries(sandbox: Sandbox, cdr_account: tuple[str, 
     assert (status, body["error"]) == (400, "till_must_be_after_from")
     status, body = await get({"from": ts(anchor), "till": ts(start)})
     assert (status, body["error"]) == (400, "till_must_be_after_from")
-    for bad in ("yesterday", "2026-01-31", "2026-01-31T00:00:00", "2026-13-01T00:00:00Z",
-                "2026-01-31T25:00:00Z", "", "1738281600"):
+    for bad in (
+        "yesterday",
+        "2026-01-31",
+        "2026-01-31T00:00:00",
+        "2026-13-01T00:00:00Z",
+        "2026-01-31T25:00:00Z",
+        "",
+        "1738281600",
+    ):
         status, body = await get({"from": bad, "till": ts(anchor)})
         assert (status, body["error"]) == (400, "invalid_timestamp"), bad
         status, body = await get({"till": bad})
         assert (status, body["error"]) == (400, "invalid_timestamp"), bad
-    status, body = await get({"from": "2026-01-20T00:00:00+02:00", "till": "2026-01-30T12:30:00.123456789Z"})
+    status, body = await get(
+        {"from": "2026-01-20T00:00:00+02:00", "till": "2026-01-30T12:30:00.123456789Z"}
+    )
     assert status == 200
 
 
@@ -128,7 +160,9 @@ async def test_cdrs_limits_order_and_defaults(
     assert one["count"] == 1
     default = (await sandbox.client.get("/v1/cdrs", params=window, headers=h)).json()
     assert default["count"] == 100
-    full = (await sandbox.client.get("/v1/cdrs", params={**window, "limit": "1000"}, headers=h)).json()
+    full = (
+        await sandbox.client.get("/v1/cdrs", params={**window, "limit": "1000"}, headers=h)
+    ).json()
     starts = [c["startTime"] for c in full["calls"]]
     assert starts == sorted(starts, reverse=True)
     assert full["calls"][0] == one["calls"][0]
@@ -156,8 +190,10 @@ async def test_cdrs_are_only_the_owners(sandbox: Sandbox) -> None:
     owners = []
     for n in (7, 11):
         customer = await sandbox.account()
-        await sandbox.admin_post(f"/accounts/{customer}/cdrs/generate",
-                                 {"count": n, "from": window["from"], "till": window["till"]})
+        await sandbox.admin_post(
+            f"/accounts/{customer}/cdrs/generate",
+            {"count": n, "from": window["from"], "till": window["till"]},
+        )
         owners.append((customer, n, sandbox.bearer(await sandbox.token(customer, ["read:cdrs"]))))
     seen: list[set[str]] = []
     for _, n, h in owners:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import re
-from functools import lru_cache
+from functools import cache, lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +35,7 @@ def _validator(schema: dict[str, Any]) -> Draft202012Validator:
     return Draft202012Validator(root, format_checker=FormatChecker())
 
 
-@lru_cache(maxsize=None)
+@cache
 def schema_validator(ref: str) -> Draft202012Validator:
     return _validator({"$ref": ref})
 
@@ -89,7 +89,9 @@ def check(method: str, path: str, status: int, headers: httpx.Headers, body: byt
     content = response.get("content")
     if not content:
         if body:
-            raise ContractViolation(f"{method} {path} {status}: expected no body, got {body[:200]!r}")
+            raise ContractViolation(
+                f"{method} {path} {status}: expected no body, got {body[:200]!r}"
+            )
         return
     if not ctype.startswith("application/json"):
         raise ContractViolation(f"{method} {path} {status}: Content-Type {ctype!r} is not JSON")
@@ -107,7 +109,9 @@ def _check_error(path: str, status: int, ctype: str, body: bytes) -> None:
     if status < 400:
         return
     if not ctype.startswith("application/json"):
-        raise ContractViolation(f"{path} {status}: error with Content-Type {ctype!r}: {body[:200]!r}")
+        raise ContractViolation(
+            f"{path} {status}: error with Content-Type {ctype!r}: {body[:200]!r}"
+        )
     data = json.loads(body)
     errors = list(schema_validator("#/components/schemas/Error").iter_errors(data))
     if errors or not isinstance(data.get("message"), str):
@@ -122,8 +126,9 @@ def _check_non_contract(path: str, status: int, ctype: str, body: bytes) -> None
 
 def check_webhook_body(event_type: str, data: dict[str, Any]) -> None:
     """A delivered event against the contract's ``webhooks`` schema for its type."""
-    schema = spec()["webhooks"][event_type]["post"]["requestBody"]["content"][
-        "application/json"]["schema"]
+    schema = spec()["webhooks"][event_type]["post"]["requestBody"]["content"]["application/json"][
+        "schema"
+    ]
     errors = list(_validator(schema).iter_errors(data))
     if errors:
         raise ContractViolation(f"{event_type} body does not match: {errors[0].message}")
@@ -131,5 +136,10 @@ def check_webhook_body(event_type: str, data: dict[str, Any]) -> None:
 
 async def response_hook(response: httpx.Response) -> None:
     await response.aread()
-    check(response.request.method, response.request.url.path, response.status_code,
-          response.headers, response.content)
+    check(
+        response.request.method,
+        response.request.url.path,
+        response.status_code,
+        response.headers,
+        response.content,
+    )

@@ -61,8 +61,13 @@ class Receiver:
         if delay:
             await asyncio.sleep(delay)
         extra = [(b"location", b"https://example.invalid/elsewhere")] if 300 <= status < 400 else []
-        await send({"type": "http.response.start", "status": status,
-                    "headers": [(b"content-type", b"text/plain"), *extra]})
+        await send(
+            {
+                "type": "http.response.start",
+                "status": status,
+                "headers": [(b"content-type", b"text/plain"), *extra],
+            }
+        )
         await send({"type": "http.response.body", "body": f"answer {status} ".encode() * 200})
 
     async def start(self) -> Receiver:

@@ -59,9 +59,10 @@ async def fresh_database(backend: str, tmp: Path) -> AsyncIterator[str | None]:
             await admin.close()
 
 
-async def fresh_redis_url() -> str | None:
-    """A flushed database of the shared Redis (CI), or None for the embedded one."""
-    if not REDIS_URL:
+async def fresh_redis_url(backend: str) -> str | None:
+    """SQLite runs with the embedded Redis (None); PostgreSQL with a flushed database of the
+    shared Redis when UNLIMCALL_TEST_REDIS_URL is set — the two deployments users run."""
+    if backend == "sqlite" or not REDIS_URL:
         return None
     db = next(_redis_db) % 16 or 1
     url = f"{REDIS_URL.rstrip('/')}/{db}" if REDIS_URL.count("/") <= 2 else REDIS_URL
@@ -73,8 +74,9 @@ async def fresh_redis_url() -> str | None:
     return url
 
 
-def make_settings(data_dir: Path, database_url: str | None, redis_url: str | None,
-                  **overrides: Any) -> Settings:
+def make_settings(
+    data_dir: Path, database_url: str | None, redis_url: str | None, **overrides: Any
+) -> Settings:
     values: dict[str, Any] = {
         "data_dir": data_dir,
         "database_url": database_url,
@@ -107,18 +109,24 @@ class Sandbox:
         return r.json()
 
     async def account(self, **fields: Any) -> str:
-        body = {"companyName": "Test Co", "primaryContactEmail": "qa@test.example",
-                "balance": 100.0, **fields}
+        body = {
+            "companyName": "Test Co",
+            "primaryContactEmail": "qa@test.example",
+            "balance": 100.0,
+            **fields,
+        }
         return str((await self.admin_post("/accounts", body))["customerId"])
 
     async def patch_account(self, customer: str, **fields: Any) -> Any:
-        r = await self.client.patch(f"/_sandbox/accounts/{customer}", json=fields,
-                                    headers=self.admin)
+        r = await self.client.patch(
+            f"/_sandbox/accounts/{customer}", json=fields, headers=self.admin
+        )
         assert r.status_code == 200, r.text
         return r.json()
 
-    async def token(self, customer: str, scopes: list[str] | None = None,
-                    expires_in: int | None = None) -> str:
+    async def token(
+        self, customer: str, scopes: list[str] | None = None, expires_in: int | None = None
+    ) -> str:
         body: dict[str, Any] = {"scopes": list(ALL_SCOPES) if scopes is None else scopes}
         if expires_in is not None:
             body["expiresIn"] = expires_in
@@ -147,8 +155,11 @@ class Sandbox:
         return {"Authorization": f"Bearer {token}"}
 
     async def place_call(self, token: str, agent_id: str, to: str, **extra: Any) -> str:
-        r = await self.client.post("/v1/calls", json={"aiAgentId": agent_id, "toNumber": to,
-                                                      **extra}, headers=self.bearer(token))
+        r = await self.client.post(
+            "/v1/calls",
+            json={"aiAgentId": agent_id, "toNumber": to, **extra},
+            headers=self.bearer(token),
+        )
         assert r.status_code == 200, r.text
         return str(r.json()["callId"])
 
@@ -158,8 +169,9 @@ class Sandbox:
         data: dict[str, Any] = r.json()
         return data
 
-    async def wait_call(self, call_id: str, state: str = "ended",
-                        timeout: float = 30.0) -> dict[str, Any]:
+    async def wait_call(
+        self, call_id: str, state: str = "ended", timeout: float = 30.0
+    ) -> dict[str, Any]:
         deadline = time.monotonic() + timeout
         while True:
             data = await self.call(call_id)
@@ -170,21 +182,25 @@ class Sandbox:
             await asyncio.sleep(0.05)
 
     async def deliveries(self, **params: str) -> list[dict[str, Any]]:
-        r = await self.client.get("/_sandbox/deliveries", params={"limit": "1000", **params},
-                                  headers=self.admin)
+        r = await self.client.get(
+            "/_sandbox/deliveries", params={"limit": "1000", **params}, headers=self.admin
+        )
         assert r.status_code == 200, r.text
         items: list[dict[str, Any]] = r.json()["deliveries"]
         return items
 
-    async def wait_deliveries(self, predicate: Any, timeout: float = 30.0,
-                              **params: str) -> list[dict[str, Any]]:
+    async def wait_deliveries(
+        self, predicate: Any, timeout: float = 30.0, **params: str
+    ) -> list[dict[str, Any]]:
         deadline = time.monotonic() + timeout
         while True:
             items = await self.deliveries(**params)
             if predicate(items):
                 return items
             if time.monotonic() > deadline:
-                raise AssertionError(f"deliveries never matched: {msgspec.json.encode(items)[:2000]!r}")
+                raise AssertionError(
+                    f"deliveries never matched: {msgspec.json.encode(items)[:2000]!r}"
+                )
             await asyncio.sleep(0.05)
 
 
@@ -197,10 +213,11 @@ async def running(settings: Settings, *, worker: bool = True) -> AsyncIterator[S
 
 
 @asynccontextmanager
-async def sandbox_for(backend: str, tmp: Path, *, worker: bool = True,
-                      **overrides: Any) -> AsyncIterator[Sandbox]:
+async def sandbox_for(
+    backend: str, tmp: Path, *, worker: bool = True, **overrides: Any
+) -> AsyncIterator[Sandbox]:
     async with fresh_database(backend, tmp) as db_url:
-        settings = make_settings(tmp, db_url, await fresh_redis_url(), **overrides)
+        settings = make_settings(tmp, db_url, await fresh_redis_url(backend), **overrides)
         async with running(settings, worker=worker) as sb:
             yield sb
 

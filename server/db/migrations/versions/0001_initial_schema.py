@@ -280,7 +280,6 @@ def upgrade() -> None:
         batch_op.create_index("ix_attempts_delivery", ["delivery_id", "number"], unique=True)
 
 
-
 def downgrade() -> None:
     with op.batch_alter_table("delivery_attempts", schema=None) as batch_op:
         batch_op.drop_index("ix_attempts_delivery")
