@@ -10,7 +10,6 @@ from typing import Any
 
 from litestar import Litestar, Request, get
 from litestar.config.cors import CORSConfig
-from litestar.middleware import DefineMiddleware
 from sqlalchemy import text
 
 from server.api.oauth import metadata, token
@@ -70,13 +69,14 @@ def create_app(settings: Settings, background: Sequence[Background] = ()) -> Lit
         route_handlers=[v1_router, sandbox_router, token, metadata, healthz, readyz],
         lifespan=[lifespan],
         exception_handlers={Exception: handle_exception},
-        middleware=[DefineMiddleware(RequestLogMiddleware, enabled=settings.log_requests)],
         request_max_body_size=settings.max_body_bytes,
         openapi_config=None,
         cors_config=CORSConfig(allow_origins=["*"], allow_headers=["*"]),
         debug=False,
         logging_config=None,
     )
+    # Outside Litestar's router, so that 404s and 405s get a request id and a log line too.
+    app.asgi_handler = RequestLogMiddleware(app.asgi_handler, enabled=settings.log_requests)
     app.state.settings = settings
     app.state.contract_bytes = contract_bytes
     return app

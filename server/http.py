@@ -193,8 +193,5 @@ class RequestLogMiddleware:
 
 
 def _route_of(scope: Scope) -> str:
-    handler = scope.get("route_handler")
-    paths = getattr(handler, "paths", None)
-    if paths:
-        return str(next(iter(paths)))
-    return ""
+    """The matched route template (``/v1/hooks/{hook_id:str}``), empty when none matched."""
+    return str(scope.get("path_template") or "")

@@ -147,6 +147,9 @@ class _Server(AuthorizationServer):  # type: ignore[misc]
     def save_token(self, token: dict[str, Any], request: OAuth2Request) -> None:
         _current.get().issued = {**token, "_client": request.client}
 
+    def send_signal(self, name: str, *args: Any, **kwargs: Any) -> None:
+        return None  # no listeners: authlib's framework integrations wire signals here
+
     def create_oauth2_request(self, request: _Request) -> _Request:
         return request
 
