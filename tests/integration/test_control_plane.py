@@ -11,22 +11,40 @@ from tests.support.sandbox import Sandbox
 
 @pytest.mark.parametrize(
     ("method", "path"),
-    [("POST", "/_sandbox/accounts"), ("PATCH", "/_sandbox/accounts/1042"),
-     ("POST", "/_sandbox/accounts/1042/tokens"), ("DELETE", "/_sandbox/tokens/tok_x"),
-     ("POST", "/_sandbox/reset"), ("GET", "/_sandbox/deliveries"),
-     ("POST", "/_sandbox/clock/fast-forward")],
+    [
+        ("POST", "/_sandbox/accounts"),
+        ("PATCH", "/_sandbox/accounts/1042"),
+        ("POST", "/_sandbox/accounts/1042/tokens"),
+        ("DELETE", "/_sandbox/tokens/tok_x"),
+        ("POST", "/_sandbox/reset"),
+        ("GET", "/_sandbox/deliveries"),
+        ("POST", "/_sandbox/clock/fast-forward"),
+    ],
 )
-async def test_control_plane_needs_the_admin_token(sandbox: Sandbox, method: str, path: str) -> None:
-    for headers in ({}, {"Authorization": "Bearer wrong"},
-                    sandbox.bearer(await sandbox.token("1042"))):
+async def test_control_plane_needs_the_admin_token(
+    sandbox: Sandbox, method: str, path: str
+) -> None:
+    for headers in (
+        {},
+        {"Authorization": "Bearer wrong"},
+        sandbox.bearer(await sandbox.token("1042")),
+    ):
         r = await sandbox.client.request(method, path, headers=headers, json={})
         assert (r.status_code, r.json()["error"]) == (401, "unauthorized")
 
 
 async def test_new_account_is_ready_for_everything(sandbox: Sandbox) -> None:
-    data = await sandbox.admin_post("/accounts", {
-        "companyName": "Ready Inc", "primaryContactEmail": "ops@ready.example",
-        "accountType": "postpaid", "balance": 12.5, "currency": "EUR", "creditLimit": 100})
+    data = await sandbox.admin_post(
+        "/accounts",
+        {
+            "companyName": "Ready Inc",
+            "primaryContactEmail": "ops@ready.example",
+            "accountType": "postpaid",
+            "balance": 12.5,
+            "currency": "EUR",
+            "creditLimit": 100,
+        },
+    )
     assert data["status"] == "active"
     assert data["provisioned"] and data["dialerEnabled"] and data["engineConfigured"]
     assert (data["balance"], data["currency"], data["creditLimit"]) == (12.5, "EUR", 100.0)
@@ -60,11 +78,13 @@ async def test_patch_changes_what_v1_answers(sandbox: Sandbox) -> None:
     assert (data["balance"], data["creditLimit"], data["provisioned"]) == (7.25, 3.0, False)
     assert (await sandbox.client.get("/v1/balance", headers=h)).json()["balance"] == 7.25
     assert (await sandbox.client.get("/v1/cdrs", headers=h)).status_code == 409
-    r = await sandbox.client.patch(f"/_sandbox/accounts/{customer}", json={"status": "closed"},
-                                   headers=sandbox.admin)
+    r = await sandbox.client.patch(
+        f"/_sandbox/accounts/{customer}", json={"status": "closed"}, headers=sandbox.admin
+    )
     assert r.status_code == 400
-    r = await sandbox.client.patch("/_sandbox/accounts/999999", json={"status": "active"},
-                                   headers=sandbox.admin)
+    r = await sandbox.client.patch(
+        "/_sandbox/accounts/999999", json={"status": "active"}, headers=sandbox.admin
+    )
     assert (r.status_code, r.json()["error"]) == (404, "not_found")
     r = await sandbox.client.patch("/_sandbox/accounts/abc", json={}, headers=sandbox.admin)
     assert r.status_code == 404
@@ -72,12 +92,17 @@ async def test_patch_changes_what_v1_answers(sandbox: Sandbox) -> None:
 
 async def test_tokens_scopes_are_checked(sandbox: Sandbox) -> None:
     customer = await sandbox.account()
-    r = await sandbox.client.post(f"/_sandbox/accounts/{customer}/tokens",
-                                  json={"scopes": ["read:everything"]}, headers=sandbox.admin)
+    r = await sandbox.client.post(
+        f"/_sandbox/accounts/{customer}/tokens",
+        json={"scopes": ["read:everything"]},
+        headers=sandbox.admin,
+    )
     assert (r.status_code, r.json()["error"]) == (400, "invalid_input")
-    r = await sandbox.client.post(f"/_sandbox/accounts/{customer}/tokens",
-                                  json={"scopes": ["read:cdrs"], "expiresIn": -5},
-                                  headers=sandbox.admin)
+    r = await sandbox.client.post(
+        f"/_sandbox/accounts/{customer}/tokens",
+        json={"scopes": ["read:cdrs"], "expiresIn": -5},
+        headers=sandbox.admin,
+    )
     assert r.status_code == 400
     data = await sandbox.admin_post(f"/accounts/{customer}/tokens", {"scopes": ["read:cdrs"]})
     assert data["token"].startswith("unl_live_")
@@ -89,22 +114,29 @@ async def test_agents_and_generated_history(sandbox: Sandbox) -> None:
     customer = await sandbox.account()
     agent = await sandbox.agent(customer, label="Night seat", callerId="+442071838700")
     assert (agent["label"], agent["callerId"], agent["provisioned"]) == (
-        "Night seat", "+442071838700", True)
-    dup = await sandbox.client.post(f"/_sandbox/accounts/{customer}/agents",
-                                    json={"label": "x", "sipUsername": agent["sipUsername"]},
-                                    headers=sandbox.admin)
+        "Night seat",
+        "+442071838700",
+        True,
+    )
+    dup = await sandbox.client.post(
+        f"/_sandbox/accounts/{customer}/agents",
+        json={"label": "x", "sipUsername": agent["sipUsername"]},
+        headers=sandbox.admin,
+    )
     assert dup.status_code == 400
     gen = await sandbox.admin_post(f"/accounts/{customer}/cdrs/generate", {"count": 25})
     assert gen["count"] == 25
     h = sandbox.bearer(await sandbox.token(customer, ["read:cdrs"]))
     from_ = gen["fromTime"]
-    body = (await sandbox.client.get("/v1/cdrs", params={"from": from_, "limit": "1000"},
-                                     headers=h)).json()
+    body = (
+        await sandbox.client.get("/v1/cdrs", params={"from": from_, "limit": "1000"}, headers=h)
+    ).json()
     assert body["count"] == 25
     assert {c["sipUsername"] for c in body["calls"]} == {agent["sipUsername"]}
     for bad in ({"count": 0}, {"count": 3_000_000}, {"count": "many"}, {}):
-        r = await sandbox.client.post(f"/_sandbox/accounts/{customer}/cdrs/generate", json=bad,
-                                      headers=sandbox.admin)
+        r = await sandbox.client.post(
+            f"/_sandbox/accounts/{customer}/cdrs/generate", json=bad, headers=sandbox.admin
+        )
         assert r.status_code == 400, bad
 
 

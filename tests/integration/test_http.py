@@ -58,8 +58,9 @@ async def test_access_log_line_carries_the_request_id(
     async with fresh(log_requests=True) as sb:  # type: ignore[operator]
         with caplog.at_level(logging.INFO, logger="unlimcall.access"):
             r = await sb.client.get("/v1/agents", headers={"X-Request-Id": "trace-42"})
-        lines = [json.loads(rec.getMessage()) for rec in caplog.records
-                 if rec.name == "unlimcall.access"]
+        lines = [
+            json.loads(rec.getMessage()) for rec in caplog.records if rec.name == "unlimcall.access"
+        ]
         line = next(x for x in lines if x["requestId"] == "trace-42")
         assert r.headers["x-request-id"] == "trace-42"
         assert (line["status"], line["method"], line["path"]) == (401, "GET", "/v1/agents")
@@ -69,8 +70,13 @@ async def test_access_log_line_carries_the_request_id(
 
 async def test_oversized_body_is_413_in_the_envelope(sandbox: Sandbox) -> None:
     token = await sandbox.token("1042")
-    big = json.dumps({"aiAgentId": "27", "toNumber": "+14155551234", "metadata": {"x": "a" * 70000}})
-    r = await sandbox.client.post("/v1/calls", content=big, headers={
-        **sandbox.bearer(token), "Content-Type": "application/json"})
+    big = json.dumps(
+        {"aiAgentId": "27", "toNumber": "+14155551234", "metadata": {"x": "a" * 70000}}
+    )
+    r = await sandbox.client.post(
+        "/v1/calls",
+        content=big,
+        headers={**sandbox.bearer(token), "Content-Type": "application/json"},
+    )
     assert r.status_code == 413
     assert r.json()["error"] == "payload_too_large"

@@ -23,8 +23,11 @@ async def _client(sb: Sandbox, scopes: list[str]) -> tuple[str, dict[str, Any]]:
 
 async def test_basic_auth_flow_gives_a_token_that_works_on_v1(sandbox: Sandbox) -> None:
     customer, c = await _client(sandbox, ["read:balance", "read:cdrs"])
-    r = await sandbox.client.post("/oauth/token", content="grant_type=client_credentials",
-                                  headers=basic(c["clientId"], c["clientSecret"]))
+    r = await sandbox.client.post(
+        "/oauth/token",
+        content="grant_type=client_credentials",
+        headers=basic(c["clientId"], c["clientSecret"]),
+    )
     assert r.status_code == 200, r.text
     body = r.json()
     assert body["token_type"].lower() == "bearer"
@@ -43,7 +46,8 @@ async def test_basic_auth_flow_gives_a_token_that_works_on_v1(sandbox: Sandbox) 
 async def test_post_auth_flow_with_a_narrower_scope(sandbox: Sandbox) -> None:
     _, c = await _client(sandbox, ["read:balance", "read:agents"])
     r = await sandbox.client.post(
-        "/oauth/token", headers=FORM,
+        "/oauth/token",
+        headers=FORM,
         content=f"grant_type=client_credentials&client_id={c['clientId']}"
         f"&client_secret={c['clientSecret']}&scope=read:agents",
     )
@@ -56,16 +60,23 @@ async def test_post_auth_flow_with_a_narrower_scope(sandbox: Sandbox) -> None:
 
 async def test_wrong_secret_and_unknown_client_are_invalid_client(sandbox: Sandbox) -> None:
     _, c = await _client(sandbox, ["read:balance"])
-    r = await sandbox.client.post("/oauth/token", content="grant_type=client_credentials",
-                                  headers=basic(c["clientId"], "wrong"))
+    r = await sandbox.client.post(
+        "/oauth/token",
+        content="grant_type=client_credentials",
+        headers=basic(c["clientId"], "wrong"),
+    )
     assert r.status_code == 401
     assert r.json()["error"] == "invalid_client"
     assert r.headers["cache-control"] == "no-store"
-    r = await sandbox.client.post("/oauth/token", content="grant_type=client_credentials",
-                                  headers=basic("unl_client_nope", "whatever"))
+    r = await sandbox.client.post(
+        "/oauth/token",
+        content="grant_type=client_credentials",
+        headers=basic("unl_client_nope", "whatever"),
+    )
     assert (r.status_code, r.json()["error"]) == (401, "invalid_client")
     r = await sandbox.client.post(
-        "/oauth/token", headers=FORM,
+        "/oauth/token",
+        headers=FORM,
         content=f"grant_type=client_credentials&client_id={c['clientId']}&client_secret=bad",
     )
     assert r.status_code in (400, 401)
@@ -74,16 +85,23 @@ async def test_wrong_secret_and_unknown_client_are_invalid_client(sandbox: Sandb
 
 async def test_unsupported_grant_and_foreign_scope(sandbox: Sandbox) -> None:
     _, c = await _client(sandbox, ["read:balance"])
-    r = await sandbox.client.post("/oauth/token", content="grant_type=password&username=a",
-                                  headers=basic(c["clientId"], c["clientSecret"]))
+    r = await sandbox.client.post(
+        "/oauth/token",
+        content="grant_type=password&username=a",
+        headers=basic(c["clientId"], c["clientSecret"]),
+    )
     assert (r.status_code, r.json()["error"]) == (400, "unsupported_grant_type")
     r = await sandbox.client.post(
-        "/oauth/token", content="grant_type=client_credentials&scope=write:calls",
-        headers=basic(c["clientId"], c["clientSecret"]))
+        "/oauth/token",
+        content="grant_type=client_credentials&scope=write:calls",
+        headers=basic(c["clientId"], c["clientSecret"]),
+    )
     assert (r.status_code, r.json()["error"]) == (400, "invalid_scope")
     r = await sandbox.client.post(
-        "/oauth/token", content="grant_type=client_credentials&scope=read:everything",
-        headers=basic(c["clientId"], c["clientSecret"]))
+        "/oauth/token",
+        content="grant_type=client_credentials&scope=read:everything",
+        headers=basic(c["clientId"], c["clientSecret"]),
+    )
     assert (r.status_code, r.json()["error"]) == (400, "invalid_scope")
 
 
@@ -100,16 +118,22 @@ async def test_malformed_token_requests(sandbox: Sandbox) -> None:
     for headers, body in cases:
         r = await sandbox.client.post("/oauth/token", content=body, headers=headers)
         assert 400 <= r.status_code < 500, (body, r.text)
-        assert r.json()["error"] in ("invalid_request", "invalid_client",
-                                     "unsupported_grant_type"), r.text
+        assert r.json()["error"] in (
+            "invalid_request",
+            "invalid_client",
+            "unsupported_grant_type",
+        ), r.text
         assert r.headers["cache-control"] == "no-store"
 
 
 async def test_oauth_token_expires(fresh: Any) -> None:
     async with fresh(oauth_token_ttl=1) as sb:
         _, c = await _client(sb, ["read:balance"])
-        r = await sb.client.post("/oauth/token", content="grant_type=client_credentials",
-                                 headers=basic(c["clientId"], c["clientSecret"]))
+        r = await sb.client.post(
+            "/oauth/token",
+            content="grant_type=client_credentials",
+            headers=basic(c["clientId"], c["clientSecret"]),
+        )
         h = sb.bearer(r.json()["access_token"])
         assert (await sb.client.get("/v1/balance", headers=h)).status_code == 200
         await asyncio.sleep(1.2)
@@ -125,5 +149,7 @@ async def test_discovery_metadata_points_here(sandbox: Sandbox) -> None:
     assert meta["token_endpoint"] == "http://testserver.local/oauth/token"
     assert meta["grant_types_supported"] == ["client_credentials"]
     assert set(meta["token_endpoint_auth_methods_supported"]) == {
-        "client_secret_basic", "client_secret_post"}
+        "client_secret_basic",
+        "client_secret_post",
+    }
     assert "write:calls" in meta["scopes_supported"]

@@ -14,17 +14,22 @@ async def test_restart_keeps_accounts_tokens_and_cdrs(backend: str, tmp_path: Pa
             customer = await sb.account(balance=9.99)
             token = await sb.token(customer)
             await sb.admin_post(f"/accounts/{customer}/cdrs/generate", {"count": 12})
-            before = (await sb.client.get("/v1/cdrs", params={"from": _week_ago(sb)},
-                                          headers=sb.bearer(token))).json()
+            before = (
+                await sb.client.get(
+                    "/v1/cdrs", params={"from": _week_ago(sb)}, headers=sb.bearer(token)
+                )
+            ).json()
         async with running(settings) as sb:
             h = sb.bearer(token)
             assert (await sb.client.get("/v1/balance", headers=h)).json()["balance"] == 9.99
-            after = (await sb.client.get("/v1/cdrs", params={"from": _week_ago(sb)},
-                                         headers=h)).json()
+            after = (
+                await sb.client.get("/v1/cdrs", params={"from": _week_ago(sb)}, headers=h)
+            ).json()
             assert after == before
             assert after["count"] == 12
-            assert (await sb.client.get("/v1/me", headers=sb.bearer(await sb.token("1042")))
-                    ).json()["customerId"] == "1042"
+            assert (
+                await sb.client.get("/v1/me", headers=sb.bearer(await sb.token("1042")))
+            ).json()["customerId"] == "1042"
 
 
 def _week_ago(sb: object) -> str:
