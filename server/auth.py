@@ -8,6 +8,7 @@ reach other processes within the TTL.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import secrets
@@ -66,6 +67,9 @@ class TokenVerifier:
         self._ttl = ttl
         self._max = max_entries
         self._cache: OrderedDict[str, tuple[float, Principal | None]] = OrderedDict()
+        # One database lookup per token at a time: a burst of requests with a token the
+        # cache has not seen yet waits for the first lookup instead of stampeding.
+        self._inflight: dict[str, asyncio.Future[Principal | None]] = {}
 
     def invalidate_token(self, token_id: str) -> None:
         for key, (_, p) in list(self._cache.items()):
@@ -117,7 +121,20 @@ class TokenVerifier:
         hit = self._cache.get(digest)
         if hit is not None and hit[0] > now:
             return hit[1]
-        principal = await self._fetch(digest)
+        pending = self._inflight.get(digest)
+        if pending is not None:
+            return await asyncio.shield(pending)
+        future: asyncio.Future[Principal | None] = asyncio.get_running_loop().create_future()
+        self._inflight[digest] = future
+        try:
+            principal = await self._fetch(digest)
+        except BaseException as exc:
+            future.set_exception(exc)
+            future.exception()  # retrieved: waiters re-raise it, nobody logs it as lost
+            raise
+        finally:
+            del self._inflight[digest]
+        future.set_result(principal)
         self._cache[digest] = (now + self._ttl, principal)
         self._cache.move_to_end(digest)
         while len(self._cache) > self._max:

@@ -20,6 +20,7 @@ from litestar.exceptions import MethodNotAllowedException as LitestarMethodNotAl
 from litestar.types import ASGIApp, HTTPScope, Message, Receive, Scope, Send
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from server.auth import Principal
 from server.db.engine import write
 from server.errors import ApiError, InvalidInput
 from server.jobs import JobSpec
@@ -125,15 +126,46 @@ class Tx:
 
 TxDep = NamedDependency[Tx]
 """How a handler asks for the request's transaction."""
+PrincipalDep = NamedDependency[Principal]
+"""How a /v1 handler asks for the authenticated caller (scope from the route's opt)."""
+
+
+async def provide_principal(request: Request[Any, Any, Any]) -> Principal:
+    scope: str | None = request.route_handler.opt.get("scope")
+    return await runtime(request).verifier.authenticate(request.headers.get("authorization"), scope)
 
 
 async def provide_tx(request: Request[Any, Any, Any]) -> AsyncGenerator[Tx, None]:
+    """The request's write transaction: committed when the handler returns, rolled back
+    when it raises; queued jobs are enqueued only after the commit."""
     rt = runtime(request)
     async with write(rt.engine) as conn:
         tx = Tx(conn, rt)
         yield tx
     if tx.after_commit:
         await rt.jobs.enqueue(tx.after_commit)
+
+
+async def provide_authed_tx(
+    request: Request[Any, Any, Any], principal: PrincipalDep
+) -> AsyncGenerator[Tx, None]:
+    """As ``provide_tx``, opened only once the caller is authenticated: verifying a token
+    may need a connection of its own, which must never wait behind our write lock."""
+    async for tx in provide_tx(request):
+        yield tx
+
+
+async def provide_body(request: Request[Any, Any, Any], principal: PrincipalDep) -> Any:
+    """The JSON body, read after auth (no parsing for strangers) and before the write
+    transaction opens (a slow upload must not hold the SQLite write lock)."""
+    return await read_json(request)
+
+
+async def provide_body_tx(
+    request: Request[Any, Any, Any], principal: PrincipalDep, payload: NamedDependency[Any]
+) -> AsyncGenerator[Tx, None]:
+    async for tx in provide_tx(request):
+        yield tx
 
 
 _SAFE_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")

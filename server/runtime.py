@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from server import fixtures
 from server.auth import TokenVerifier
 from server.clock import Clock
-from server.db.engine import make_engine, write
+from server.db.engine import dispose, make_engine, write
 from server.db.migrate import migrate
 from server.db.tables import clock as clock_table
 from server.jobs import JobQueue, connect
@@ -75,7 +75,7 @@ class Runtime:
 
     async def close(self) -> None:
         await self.redis.aclose()
-        await self.engine.dispose()
+        await dispose(self.engine)
         if self.embedded_redis is not None:
             await self.embedded_redis.astop()
 

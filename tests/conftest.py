@@ -13,11 +13,18 @@ from typing import Any
 
 import hypothesis  # noqa: F401 - imported early: a lazy import at summary time trips CPython 3.11.7
 import pytest
+import uvloop
 
 from tests.support.receiver import Receiver
 from tests.support.sandbox import PG_URL, REDIS_URL, Sandbox, sandbox_for
 
 BACKENDS = ["sqlite", "postgres"]
+
+
+def pytest_asyncio_loop_factories(config: pytest.Config, item: pytest.Item) -> dict[str, Any]:
+    """uvloop, as the sandbox runs in production (``serve`` picks it). On the default loop,
+    a client and a server sharing one loop meet a 40 ms delayed-ACK floor per request."""
+    return {"uvloop": uvloop.new_event_loop}
 
 
 @pytest.fixture(scope="session", params=BACKENDS)
@@ -39,8 +46,12 @@ async def sandbox(backend: str, tmp_path_factory: pytest.TempPathFactory) -> Asy
 def fresh(backend: str, tmp_path: Path) -> Any:
     """A factory for private sandboxes: ``async with fresh(**settings) as sb``."""
 
+    counter = iter(range(1_000_000))
+
     def make(**overrides: Any) -> Any:
-        return sandbox_for(backend, tmp_path, **overrides)
+        data_dir = tmp_path / f"sandbox-{next(counter)}"
+        data_dir.mkdir()
+        return sandbox_for(backend, data_dir, **overrides)
 
     return make
 

@@ -17,7 +17,7 @@ import msgspec
 from litestar import Litestar
 
 from server.app import create_app
-from server.db.engine import write
+from server.db.engine import dispose, write
 from server.runtime import Runtime, prepare_database
 from server.services import accounts as account_service
 from server.services import tokens as token_service
@@ -42,14 +42,14 @@ async def _mint(
                 conn, customer, scopes, expires_in, clock.real_now()
             )
     finally:
-        await engine.dispose()
+        await dispose(engine)
     return created.token
 
 
 async def _prepare_and_banner(settings: Settings) -> None:
     """Migrate, load fixtures, and print where the sandbox is and how to call it."""
     engine, _, _ = await prepare_database(settings)
-    await engine.dispose()
+    await dispose(engine)
     demo = None
     try:
         demo = await _mint(settings, 1042, list(ALL_SCOPES), None)

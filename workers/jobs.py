@@ -10,6 +10,7 @@ import asyncio
 import json
 import logging
 import time
+from dataclasses import replace
 from typing import Any
 
 import httpx
@@ -152,18 +153,28 @@ async def send(
         )
 
 
+# Overdue by more than this (real seconds), a step or delivery is presumed to have lost its
+# job, and the sweep enqueues a recovery job.
+SWEEP_GRACE = 2.0
+# Recovery job ids are unique per window of this many real seconds: a job stuck "in
+# progress" in arq (its worker was killed) cannot block recovery, yet a long backlog gets
+# at most one extra job per item per window. Extra jobs are harmless: steps and attempts
+# are claimed in the database.
+SWEEP_BUCKET = 30.0
+
+
 async def sweep_once(rt: Runtime) -> tuple[int, int]:
     """Re-enqueue call steps and deliveries that are overdue: their jobs were lost
-    (Redis restarted, worker killed). Duplicate enqueues are no-ops (job ids)."""
-    grace = 2.0 * rt.clock.scale  # two real seconds, in sandbox seconds
-    before = rt.clock.now() - grace
+    (Redis restarted, worker killed)."""
+    before = rt.clock.now() - SWEEP_GRACE * rt.clock.scale
     async with read(rt.engine) as conn:
         calls = await call_service.due_calls(conn, before)
         dues = await delivery_service.due(conn, before)
+    tag = f"sweep{int(time.time() // SWEEP_BUCKET)}"
     jobs: list[JobSpec] = [call_service.job_for(c.id, c.state, 0.0) for c in calls]
     jobs += [delivery_job(d.id, d.attempts + 1) for d in dues]
     if jobs:
-        await rt.jobs.enqueue(jobs)
+        await rt.jobs.enqueue([replace(j, job_id=f"{j.job_id}:{tag}") for j in jobs])
     return len(calls), len(dues)
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from litestar import Request, Response, Router, delete, get, post
-from litestar.di import Provide
+from litestar.di import NamedDependency, Provide
 from litestar.params import FromPath
 from litestar.status_codes import HTTP_200_OK, HTTP_204_NO_CONTENT
 from sqlalchemy import select
@@ -13,7 +13,15 @@ from sqlalchemy import select
 from server.db.engine import read
 from server.db.tables import accounts
 from server.errors import AccountNotProvisioned, BalanceUnavailable, InvalidInput
-from server.http import TxDep, provide_tx, read_json, runtime
+from server.http import (
+    PrincipalDep,
+    TxDep,
+    provide_authed_tx,
+    provide_body,
+    provide_body_tx,
+    provide_principal,
+    runtime,
+)
 from server.services import accounts as account_service
 from server.services import calls as call_service
 from server.services import cdrs as cdr_service
@@ -21,10 +29,6 @@ from server.services import hooks as hook_service
 from server.structs import AgentList, Balance, CallQueued, CdrList, HookCreated, Me
 
 Req = Request[Any, Any, Any]
-
-
-async def _auth(request: Req, scope: str | None) -> Any:
-    return await runtime(request).verifier.authenticate(request.headers.get("authorization"), scope)
 
 
 def _single(request: Req, name: str) -> str | None:
@@ -35,9 +39,12 @@ def _single(request: Req, name: str) -> str | None:
 
 
 @get("/me")
-async def get_me(request: Req) -> Me:
-    p = await _auth(request, None)
-    return Me(customerId=str(p.account_id), companyName=p.company_name, primaryContactEmail=p.email)
+async def get_me(principal: PrincipalDep) -> Me:
+    return Me(
+        customerId=str(principal.account_id),
+        companyName=principal.company_name,
+        primaryContactEmail=principal.email,
+    )
 
 
 _BALANCE = select(
@@ -49,11 +56,10 @@ _BALANCE = select(
 )
 
 
-@get("/balance")
-async def get_balance(request: Req) -> Balance:
-    p = await _auth(request, "read:balance")
+@get("/balance", opt={"scope": "read:balance"})
+async def get_balance(request: Req, principal: PrincipalDep) -> Balance:
     async with read(runtime(request).engine) as conn:
-        row = (await conn.execute(_BALANCE.where(accounts.c.id == p.account_id))).one()
+        row = (await conn.execute(_BALANCE.where(accounts.c.id == principal.account_id))).one()
     if row.balance_upstream == "failing":
         raise BalanceUnavailable()
     return Balance(
@@ -68,9 +74,8 @@ async def get_balance(request: Req) -> Balance:
     )
 
 
-@get("/cdrs")
-async def list_cdrs(request: Req) -> CdrList:
-    p = await _auth(request, "read:cdrs")
+@get("/cdrs", opt={"scope": "read:cdrs"})
+async def list_cdrs(request: Req, principal: PrincipalDep) -> CdrList:
     rt = runtime(request)
     start, till, limit = cdr_service.parse_window(
         _single(request, "from"),
@@ -80,44 +85,51 @@ async def list_cdrs(request: Req) -> CdrList:
     )
     async with read(rt.engine) as conn:
         provisioned = (
-            await conn.execute(select(accounts.c.provisioned).where(accounts.c.id == p.account_id))
+            await conn.execute(
+                select(accounts.c.provisioned).where(accounts.c.id == principal.account_id)
+            )
         ).scalar_one()
         if not provisioned:
             raise AccountNotProvisioned()
-        rows = await cdr_service.list_window(conn, p.account_id, start, till, limit)
+        rows = await cdr_service.list_window(conn, principal.account_id, start, till, limit)
     return CdrList(count=len(rows), calls=rows)
 
 
-@get("/agents")
-async def list_agents(request: Req) -> AgentList:
-    p = await _auth(request, "read:agents")
+@get("/agents", opt={"scope": "read:agents"})
+async def list_agents(request: Req, principal: PrincipalDep) -> AgentList:
     async with read(runtime(request).engine) as conn:
-        rows = await account_service.list_agents(conn, p.account_id)
+        rows = await account_service.list_agents(conn, principal.account_id)
     return AgentList(count=len(rows), agents=rows)
 
 
-@post("/calls", status_code=HTTP_200_OK, dependencies={"tx": Provide(provide_tx)})
-async def originate_call(request: Req, tx: TxDep) -> CallQueued:
-    p = await _auth(request, "write:calls")
-    body = await read_json(request)
-    return await call_service.originate(tx, p.account_id, body)
+_WRITE = {
+    "payload": Provide(provide_body),
+    "tx": Provide(provide_body_tx),
+}
 
 
-@post("/hooks", status_code=HTTP_200_OK, dependencies={"tx": Provide(provide_tx)})
-async def create_hook(request: Req, tx: TxDep) -> HookCreated:
-    p = await _auth(request, "write:hooks")
-    body = await read_json(request)
-    return await hook_service.create(tx, p.account_id, body)
+@post("/calls", status_code=HTTP_200_OK, opt={"scope": "write:calls"}, dependencies=_WRITE)
+async def originate_call(
+    principal: PrincipalDep, payload: NamedDependency[Any], tx: TxDep
+) -> CallQueued:
+    return await call_service.originate(tx, principal.account_id, payload)
+
+
+@post("/hooks", status_code=HTTP_200_OK, opt={"scope": "write:hooks"}, dependencies=_WRITE)
+async def create_hook(
+    principal: PrincipalDep, payload: NamedDependency[Any], tx: TxDep
+) -> HookCreated:
+    return await hook_service.create(tx, principal.account_id, payload)
 
 
 @delete(
     "/hooks/{hook_id:str}",
     status_code=HTTP_204_NO_CONTENT,
-    dependencies={"tx": Provide(provide_tx)},
+    opt={"scope": "write:hooks"},
+    dependencies={"tx": Provide(provide_authed_tx)},
 )
-async def delete_hook(request: Req, tx: TxDep, hook_id: FromPath[str]) -> Response[None]:
-    p = await _auth(request, "write:hooks")
-    await hook_service.disable(tx, p.account_id, hook_id)
+async def delete_hook(principal: PrincipalDep, tx: TxDep, hook_id: FromPath[str]) -> Response[None]:
+    await hook_service.disable(tx, principal.account_id, hook_id)
     return Response(content=None, status_code=HTTP_204_NO_CONTENT)
 
 
@@ -128,6 +140,7 @@ async def contract(request: Req) -> Response[bytes]:
 
 v1_router = Router(
     path="/v1",
+    dependencies={"principal": Provide(provide_principal)},
     route_handlers=[
         get_me,
         get_balance,

@@ -64,7 +64,7 @@ async def test_a_token_with_one_scope_opens_exactly_its_operations(
         (None, None),
         ("Basic dXNlcjpwYXNz", 'error="invalid_request"'),
         ("Bearer", 'error="invalid_request"'),
-        ("Bearer    ", 'error="invalid_request"'),
+        ("Bearer unl_live_a b", 'error="invalid_token"'),
         ("Bearer not_a_token", 'error="invalid_token"'),
         ("Bearer unl_test_abcdefabcdefabcdefabcdefabcdefabcdef", 'error="invalid_token"'),
         ("Bearer unl_live_doesnotexistdoesnotexistdoesnotexist", 'error="invalid_token"'),

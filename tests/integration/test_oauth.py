@@ -145,8 +145,8 @@ async def test_oauth_token_expires(fresh: Any) -> None:
 async def test_discovery_metadata_points_here(sandbox: Sandbox) -> None:
     r = await sandbox.client.get("/.well-known/oauth-authorization-server")
     meta = r.json()
-    assert meta["issuer"] == "http://testserver.local"
-    assert meta["token_endpoint"] == "http://testserver.local/oauth/token"
+    assert meta["issuer"] == sandbox.base_url
+    assert meta["token_endpoint"] == f"{sandbox.base_url}/oauth/token"
     assert meta["grant_types_supported"] == ["client_credentials"]
     assert set(meta["token_endpoint_auth_methods_supported"]) == {
         "client_secret_basic",

@@ -7,6 +7,7 @@ import asyncio
 import itertools
 import os
 import secrets
+import socket
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -18,7 +19,8 @@ import asyncpg
 import httpx
 import msgspec
 import redis.asyncio as aioredis
-from litestar.testing import AsyncTestClient
+import uvicorn
+from litestar import Litestar
 
 from server.app import create_app
 from server.settings import ALL_SCOPES, Settings
@@ -93,14 +95,16 @@ def make_settings(
 
 
 class Sandbox:
-    def __init__(self, client: AsyncTestClient[Any], settings: Settings) -> None:
+    def __init__(self, client: httpx.AsyncClient, app: Litestar, settings: Settings) -> None:
         self.client = client
+        self.app = app
         self.settings = settings
+        self.base_url = str(client.base_url).rstrip("/")
         self.admin = {"Authorization": f"Bearer {ADMIN}"}
 
     @property
     def rt(self) -> Any:
-        return self.client.app.state.rt
+        return self.app.state.rt
 
     # -- control plane ------------------------------------------------------------------
     async def admin_post(self, path: str, body: Any, expect: int = 201) -> Any:
@@ -148,6 +152,18 @@ class Sandbox:
         token = await self.token(customer)
         agent = await self.agent(customer)
         return customer, token, agent["id"]
+
+    async def concurrently(self, coros: list[Any], width: int = 32) -> list[Any]:
+        """Run request coroutines ``width`` at a time. (httpcore's pool does work quadratic
+        in the requests queued on it; a bounded width keeps the client from being the
+        bottleneck of what is meant to load the server.)"""
+        gate = asyncio.Semaphore(width)
+
+        async def one(coro: Any) -> Any:
+            async with gate:
+                return await coro
+
+        return list(await asyncio.gather(*(one(c) for c in coros)))
 
     # -- /v1 -----------------------------------------------------------------------------
     @staticmethod
@@ -205,11 +221,45 @@ class Sandbox:
 
 
 @asynccontextmanager
+async def serving(app: Any) -> AsyncIterator[str]:
+    """Serve an ASGI app with uvicorn on a free loopback port, in this event loop, for as
+    long as the context is open; yields its base URL. Lifespan runs as in production."""
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    server = uvicorn.Server(
+        uvicorn.Config(
+            app, lifespan="on", log_level="warning", access_log=False, timeout_graceful_shutdown=5
+        )
+    )
+    task = asyncio.create_task(server.serve(sockets=[sock]))
+    try:
+        while not server.started:
+            if task.done():
+                task.result()
+                raise RuntimeError("server stopped during start-up")
+            await asyncio.sleep(0.01)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        await task
+        sock.close()
+
+
+@asynccontextmanager
 async def running(settings: Settings, *, worker: bool = True) -> AsyncIterator[Sandbox]:
+    """The sandbox as users run it: real HTTP on loopback, real worker, real Redis."""
     app = create_app(settings, background=[in_process_worker] if worker else [])
-    async with AsyncTestClient(app=app, base_url="http://testserver.local") as client:
-        client.event_hooks["response"] = [response_hook]
-        yield Sandbox(client, settings)
+    async with (
+        serving(app) as base_url,
+        httpx.AsyncClient(
+            base_url=base_url,
+            timeout=30,
+            event_hooks={"response": [response_hook]},
+            limits=httpx.Limits(max_connections=64),
+        ) as client,
+    ):
+        yield Sandbox(client, app, settings)
 
 
 @asynccontextmanager
@@ -220,8 +270,3 @@ async def sandbox_for(
         settings = make_settings(tmp, db_url, await fresh_redis_url(backend), **overrides)
         async with running(settings, worker=worker) as sb:
             yield sb
-
-
-def raw_client(sb: Sandbox) -> httpx.AsyncClient:
-    """A client on the same app without the contract hook (for deliberately odd bytes)."""
-    return sb.client
