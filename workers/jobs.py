@@ -33,6 +33,9 @@ INLINE_WAIT = 1.0
 # Sandbox-time slack when deciding whether a step is due (clock reads across processes).
 DUE_SLACK_REAL = 0.005
 USER_AGENT = "UnlimCall-Sandbox-Webhooks/1.0"
+# A claimed attempt is leased for the webhook timeout plus this many seconds: long enough
+# to record the outcome, short enough that a killed worker's attempt is resent soon.
+LEASE_MARGIN = 5.0
 
 
 def _rt(ctx: dict[str, Any]) -> Runtime:
@@ -79,14 +82,13 @@ async def deliver_webhook(ctx: dict[str, Any], delivery_id: str) -> str:
         )
     if claim is None:
         return "skipped"
-    attempted_at = rt.clock.now()
     outcome = await send(ctx["http"], claim, settings.webhook_timeout)
     async with write(rt.engine) as conn:
         job = await delivery_service.record(
             conn,
             claim,
             outcome,
-            attempted_at,
+            claim.claimed_at,
             policy(rt),
             settings.seed,
             rt.clock.real_delay_until,

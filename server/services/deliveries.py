@@ -41,6 +41,8 @@ class Claim:
     secret: str
     body: bytes
     first_attempt_at: float
+    claimed_at: float
+    """Sandbox time of the claim: the attempt's recorded time."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,6 +125,7 @@ async def claim(
         secret=row.secret,
         body=row.payload.encode("utf-8"),
         first_attempt_at=first,
+        claimed_at=now,
     )
 
 

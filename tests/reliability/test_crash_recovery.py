@@ -1,0 +1,148 @@
+"""Kill the worker with SIGKILL mid-work, flush Redis, start a new one: nothing is lost.
+
+The API runs in the test (no in-process worker); workers are real ``unlimcall-sandbox
+worker`` processes on the same database and Redis.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis.asyncio as aioredis
+
+from server.clock import iso
+from tests.support.receiver import Receiver
+from tests.support.sandbox import (
+    ADMIN,
+    Sandbox,
+    fresh_database,
+    fresh_redis_url,
+    make_settings,
+    running,
+)
+
+pytestmark = pytest.mark.slow
+CLI = Path(sys.executable).parent / "unlimcall-sandbox"
+
+
+@asynccontextmanager
+async def api_only(backend: str, tmp: Path, **overrides: Any) -> AsyncIterator[Sandbox]:
+    async with fresh_database(backend, tmp) as db_url:
+        settings = make_settings(tmp, db_url, await fresh_redis_url(backend), **overrides)
+        async with running(settings, worker=False) as sb:
+            yield sb
+
+
+@contextmanager
+def worker_process(sb: Sandbox, log: Path) -> Iterator[subprocess.Popen[bytes]]:
+    s = sb.settings
+    env = {
+        **os.environ,
+        "UNLIMCALL_DATA_DIR": str(s.data_dir),
+        "UNLIMCALL_DATABASE_URL": s.effective_database_url,
+        "UNLIMCALL_REDIS_URL": sb.rt.redis_url,
+        "UNLIMCALL_ADMIN_TOKEN": ADMIN,
+        "UNLIMCALL_TIME_SCALE": str(s.time_scale),
+        "UNLIMCALL_SEED": str(s.seed),
+        "UNLIMCALL_SWEEP_INTERVAL": "0.3",
+        "UNLIMCALL_WEBHOOK_TIMEOUT": str(s.webhook_timeout),
+        "UNLIMCALL_WEBHOOK_RETRY_BASE": str(s.webhook_retry_base),
+    }
+    with log.open("ab") as out:
+        proc = subprocess.Popen([str(CLI), "worker"], env=env, stdout=out, stderr=out)
+    try:
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait(10)
+
+
+async def flush_redis(sb: Sandbox) -> None:
+    client = aioredis.from_url(sb.rt.redis_url)
+    try:
+        await client.flushdb()
+    finally:
+        await client.aclose()
+
+
+async def test_calls_survive_a_killed_worker_and_a_flushed_redis(
+    backend: str, tmp_path: Path
+) -> None:
+    async with api_only(backend, tmp_path, time_scale=60.0) as sb:
+        since = iso(sb.rt.clock.now() - 60)
+        _, token, agent_id = await sb.customer_with_agent(balance=500)
+        calls = [await sb.place_call(token, agent_id, f"+1415555{i:04d}") for i in range(20)]
+        calls.append(await sb.place_call(token, agent_id, "+15005550008"))
+        log = tmp_path / "worker.log"
+        with worker_process(sb, log) as first:
+            for _ in range(200):  # until some call is mid-way
+                states = {(await sb.call(c))["state"] for c in calls}
+                if "answered" in states:
+                    break
+                await asyncio.sleep(0.05)
+            assert "answered" in states, log.read_text()
+            first.send_signal(signal.SIGKILL)
+            first.wait(10)
+        await flush_redis(sb)
+        unfinished = [c for c in calls if (await sb.call(c))["state"] != "ended"]
+        assert unfinished, "the kill came too late to test anything"
+        with worker_process(sb, log):
+            for call_id in calls:
+                call = await sb.wait_call(call_id, timeout=60)
+                assert [e["event"] for e in call["events"]].count("call.ended") == 1
+        cdrs = (
+            await sb.client.get(
+                "/v1/cdrs", params={"from": since, "limit": "1000"}, headers=sb.bearer(token)
+            )
+        ).json()
+        assert cdrs["count"] == len(calls)
+        assert len({c["id"] for c in cdrs["calls"]}) == len(calls)
+
+
+async def test_deliveries_survive_a_killed_worker_and_a_flushed_redis(
+    backend: str, tmp_path: Path
+) -> None:
+    receiver = await Receiver(delay=1.0).start()
+    try:
+        async with api_only(backend, tmp_path, webhook_timeout=5.0) as sb:
+            customer = await sb.account()
+            token = await sb.token(customer)
+            r = await sb.client.post(
+                "/v1/hooks",
+                headers=sb.bearer(token),
+                json={"event": "call.ended", "target_url": f"{receiver.url}/in"},
+            )
+            hook_id = r.json()["id"]
+            for _ in range(10):
+                await sb.admin_post("/events", {"customerId": customer, "event": "call.ended"})
+            log = tmp_path / "worker.log"
+            with worker_process(sb, log) as first:
+                await receiver.wait_for("/in", 1, timeout=30)  # a delivery is in flight
+                first.send_signal(signal.SIGKILL)
+                first.wait(10)
+            await flush_redis(sb)
+            receiver.delay = 0
+            expected = {d["id"] for d in await sb.deliveries(hookId=hook_id)}
+            assert len(expected) == 10
+            with worker_process(sb, log):
+                await sb.wait_deliveries(
+                    lambda items: (
+                        len(items) == 10 and all(i["status"] == "delivered" for i in items)
+                    ),
+                    hookId=hook_id,
+                    timeout=90,
+                )
+            seen = {g.headers["x-unlimcall-delivery"] for g in receiver.for_path("/in")}
+            assert seen == expected
+    finally:
+        await receiver.stop()
