@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
 
 .DEFAULT_GOAL := help
-.PHONY: help setup serve api worker test test-sqlite lint format bench hadolint clean
+.PHONY: help setup serve api worker test schemathesis lint format bench hadolint clean
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  %-12s %s\n", $$1, $$2}'
@@ -32,9 +32,12 @@ worker: $(STAMP) ## run a standalone worker (needs UNLIMCALL_REDIS_URL)
 test: $(STAMP) ## run the tests (PostgreSQL too when UNLIMCALL_TEST_DATABASE_URL is set)
 	$(BIN)/pytest $(PYTEST_ARGS)
 
+schemathesis: $(STAMP) ## schemathesis on a live sandbox (MODE=sqlite|postgres|external)
+	$(BIN)/python scripts/schemathesis_run.py $(or $(MODE),sqlite)
+
 lint: $(STAMP) ## ruff (lint + format check) and mypy strict
-	$(BIN)/ruff check server workers tests bench
-	$(BIN)/ruff format --check server workers tests bench
+	$(BIN)/ruff check server workers tests bench scripts
+	$(BIN)/ruff format --check server workers tests bench scripts
 	$(BIN)/mypy
 
 format: $(STAMP) ## apply ruff's formatting and safe fixes

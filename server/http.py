@@ -103,6 +103,10 @@ async def read_json(request: Request[Any, Any, Any]) -> Any:
         return msgspec.json.decode(body)
     except msgspec.DecodeError as exc:
         raise InvalidInput(f"Body is not valid JSON: {exc}.") from exc
+    except UnicodeDecodeError as exc:
+        raise InvalidInput("Body is not valid UTF-8.") from exc
+    except RecursionError as exc:
+        raise InvalidInput("Body is nested too deeply.") from exc
 
 
 async def read_struct(request: Request[Any, Any, Any], type_: type[T]) -> T:

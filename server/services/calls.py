@@ -51,11 +51,11 @@ def _validate(body: Any) -> tuple[str, str, str | None]:
         raise InvalidInput("toNumber is required and must be a string.")
     if not is_e164(to_number):
         raise InvalidInput("toNumber must be an E.164 number such as +14155551234.")
+    # Optional means "may be absent", not "may be null": the contract types them.
     from_number = body.get("fromNumber")
-    if from_number is not None and (not isinstance(from_number, str) or not is_e164(from_number)):
+    if "fromNumber" in body and (not isinstance(from_number, str) or not is_e164(from_number)):
         raise InvalidInput("fromNumber must be an E.164 number such as +14155550100.")
-    metadata = body.get("metadata")
-    if metadata is not None and not isinstance(metadata, dict):
+    if "metadata" in body and not isinstance(body["metadata"], dict):
         raise InvalidInput("metadata must be a JSON object.")
     return agent_id, to_number, from_number
 

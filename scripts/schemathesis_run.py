@@ -1,0 +1,196 @@
+"""Schemathesis against a live sandbox, started the way the README starts it.
+
+    python scripts/schemathesis_run.py sqlite      # SQLite + embedded Redis
+    python scripts/schemathesis_run.py postgres    # needs UNLIMCALL_TEST_DATABASE_URL
+                                                   # and UNLIMCALL_TEST_REDIS_URL
+    SANDBOX_URL=http://127.0.0.1:8080 UNLIMCALL_ADMIN_TOKEN=... \\
+        python scripts/schemathesis_run.py external  # a sandbox you started yourself
+
+Two runs per sandbox: one with a portal token holding every scope, one with an access
+token obtained from POST /oauth/token. Config: tests/contract/schemathesis.toml. Exits
+non-zero on any finding.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import os
+import secrets
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parent.parent
+BIN = Path(sys.executable).parent
+SCOPES = [
+    "read:balance",
+    "read:cdrs",
+    "read:agents",
+    "read:numbers",
+    "read:invoices",
+    "write:calls",
+    "write:hooks",
+]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_ready(base: str, proc: subprocess.Popen[bytes] | None) -> None:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise SystemExit(f"the sandbox exited with {proc.returncode}")
+        try:
+            if httpx.get(f"{base}/readyz", timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    raise SystemExit("the sandbox did not become ready")
+
+
+def tokens(base: str, admin: str) -> dict[str, str]:
+    h = {"Authorization": f"Bearer {admin}"}
+    portal = (
+        httpx.post(f"{base}/_sandbox/accounts/1042/tokens", json={"scopes": SCOPES}, headers=h)
+        .raise_for_status()
+        .json()["token"]
+    )
+    client = (
+        httpx.post(
+            f"{base}/_sandbox/accounts/1042/oauth-clients", json={"scopes": SCOPES}, headers=h
+        )
+        .raise_for_status()
+        .json()
+    )
+    basic = base64.b64encode(f"{client['clientId']}:{client['clientSecret']}".encode()).decode()
+    oauth = (
+        httpx.post(
+            f"{base}/oauth/token",
+            content="grant_type=client_credentials",
+            headers={
+                "Authorization": f"Basic {basic}",
+                "Content-Type": "application/x-www-form-urlencoded",
+            },
+        )
+        .raise_for_status()
+        .json()["access_token"]
+    )
+    return {"portal token": portal, "OAuth token": oauth}
+
+
+def run_schemathesis(base: str, token: str) -> int:
+    cmd = [
+        str(BIN / "schemathesis"),
+        "--config-file",
+        str(ROOT / "tests/contract/schemathesis.toml"),
+        "run",
+        str(ROOT / "openapi/unlimcall-openapi.json"),
+        "--url",
+        f"{base}/v1",
+        "-H",
+        f"Authorization: Bearer {token}",
+        "--checks",
+        "all",
+        "--workers",
+        "1",
+    ]
+    return subprocess.run(cmd, cwd=ROOT, check=False).returncode  # noqa: S603
+
+
+async def _pg(sql: str) -> None:
+    import asyncpg
+
+    url = os.environ["UNLIMCALL_TEST_DATABASE_URL"].replace("postgresql+asyncpg", "postgresql")
+    conn = await asyncpg.connect(url)
+    try:
+        await conn.execute(sql)
+    finally:
+        await conn.close()
+
+
+def main(mode: str) -> int:
+    if mode == "external":
+        base = os.environ["SANDBOX_URL"].rstrip("/")
+        wait_ready(base, None)
+        found = [
+            run_schemathesis(base, t)
+            for t in tokens(base, os.environ["UNLIMCALL_ADMIN_TOKEN"]).values()
+        ]
+        return max(found)
+    admin = "adm_" + secrets.token_hex(12)
+    port = free_port()
+    env = {
+        **os.environ,
+        "UNLIMCALL_ADMIN_TOKEN": admin,
+        "UNLIMCALL_PORT": str(port),
+        "UNLIMCALL_HOST": "127.0.0.1",
+        "UNLIMCALL_LOG_REQUESTS": "false",
+        "UNLIMCALL_TIME_SCALE": "3600",
+        "UNLIMCALL_SEED": "42",
+    }
+    db_name = None
+    with tempfile.TemporaryDirectory() as data_dir:
+        env["UNLIMCALL_DATA_DIR"] = data_dir
+        if mode == "postgres":
+            db_name = f"unlimcall_st_{uuid.uuid4().hex[:10]}"
+            asyncio.run(_pg(f'CREATE DATABASE "{db_name}"'))
+            base_url = os.environ["UNLIMCALL_TEST_DATABASE_URL"].rpartition("/")[0]
+            env["UNLIMCALL_DATABASE_URL"] = f"{base_url}/{db_name}"
+            env["UNLIMCALL_REDIS_URL"] = os.environ["UNLIMCALL_TEST_REDIS_URL"].rstrip("/") + "/15"
+            subprocess.run(
+                [
+                    str(BIN / "python"),
+                    "-c",
+                    (  # noqa: S603
+                        "import redis,sys; redis.Redis.from_url(sys.argv[1]).flushdb()"
+                    ),
+                    env["UNLIMCALL_REDIS_URL"],
+                ],
+                check=True,
+            )
+        log = Path(data_dir) / "sandbox.log"
+        with log.open("wb") as out:
+            proc = subprocess.Popen(
+                [str(BIN / "unlimcall-sandbox"), "serve"],
+                env=env,  # noqa: S603
+                stdout=out,
+                stderr=out,
+            )
+        base = f"http://127.0.0.1:{port}"
+        try:
+            wait_ready(base, proc)
+            results = {}
+            for label, token in tokens(base, admin).items():
+                print(f"\n=== schemathesis on {mode}, {label} ===", flush=True)
+                results[label] = run_schemathesis(base, token)
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+            if db_name:
+                asyncio.run(_pg(f'DROP DATABASE IF EXISTS "{db_name}" WITH (FORCE)'))
+        if any(results.values()):
+            print(log.read_text()[-5000:])
+        print(
+            f"\nschemathesis on {mode}: "
+            + ", ".join(f"{k}: {'ok' if v == 0 else 'FINDINGS'}" for k, v in results.items())
+        )
+        return max(results.values())
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv[1] if len(sys.argv) > 1 else "sqlite"))
