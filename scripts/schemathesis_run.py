@@ -106,7 +106,7 @@ def run_schemathesis(base: str, token: str) -> int:
         "--workers",
         "1",
     ]
-    return subprocess.run(cmd, cwd=ROOT, check=False).returncode  # noqa: S603
+    return subprocess.run(cmd, cwd=ROOT, check=False).returncode
 
 
 async def _pg(sql: str) -> None:
@@ -153,9 +153,7 @@ def main(mode: str) -> int:
                 [
                     str(BIN / "python"),
                     "-c",
-                    (  # noqa: S603
-                        "import redis,sys; redis.Redis.from_url(sys.argv[1]).flushdb()"
-                    ),
+                    ("import redis,sys; redis.Redis.from_url(sys.argv[1]).flushdb()"),
                     env["UNLIMCALL_REDIS_URL"],
                 ],
                 check=True,
@@ -164,7 +162,7 @@ def main(mode: str) -> int:
         with log.open("wb") as out:
             proc = subprocess.Popen(
                 [str(BIN / "unlimcall-sandbox"), "serve"],
-                env=env,  # noqa: S603
+                env=env,
                 stdout=out,
                 stderr=out,
             )
