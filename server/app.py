@@ -18,6 +18,8 @@ from server.api.v1 import v1_router
 from server.db.engine import read
 from server.errors import ServiceUnavailable
 from server.http import RequestLogMiddleware, handle_exception, runtime
+from server.metrics import RequestMetrics
+from server.metrics import render as render_metrics
 from server.runtime import Runtime
 from server.settings import Settings
 
@@ -49,6 +51,11 @@ async def readyz(request: Request[Any, Any, Any]) -> dict[str, str]:
     return {"status": "ready", "database": "ok", "redis": "ok"}
 
 
+@get("/metrics", media_type="text/plain; version=0.0.4")
+async def metrics(request: Request[Any, Any, Any]) -> str:
+    return await render_metrics(runtime(request), request.app.state.request_metrics)
+
+
 def create_app(settings: Settings, background: Sequence[Background] = ()) -> Litestar:
     settings = settings.with_admin_token()
     contract_bytes = CONTRACT.read_bytes()
@@ -66,7 +73,7 @@ def create_app(settings: Settings, background: Sequence[Background] = ()) -> Lit
             await rt.close()
 
     app = Litestar(
-        route_handlers=[v1_router, sandbox_router, token, metadata, healthz, readyz],
+        route_handlers=[v1_router, sandbox_router, token, metadata, healthz, readyz, metrics],
         lifespan=[lifespan],
         exception_handlers={Exception: handle_exception},
         request_max_body_size=settings.max_body_bytes,
@@ -76,7 +83,10 @@ def create_app(settings: Settings, background: Sequence[Background] = ()) -> Lit
         logging_config=None,
     )
     # Outside Litestar's router, so that 404s and 405s get a request id and a log line too.
-    app.asgi_handler = RequestLogMiddleware(app.asgi_handler, enabled=settings.log_requests)
+    app.state.request_metrics = RequestMetrics()
+    app.asgi_handler = RequestLogMiddleware(
+        app.asgi_handler, app.state.request_metrics, enabled=settings.log_requests
+    )
     app.state.settings = settings
     app.state.contract_bytes = contract_bytes
     return app

@@ -24,6 +24,7 @@ from server.auth import Principal
 from server.db.engine import write
 from server.errors import ApiError, InvalidInput
 from server.jobs import JobSpec
+from server.metrics import RequestMetrics
 from server.runtime import Runtime
 
 log = logging.getLogger("unlimcall.http")
@@ -179,9 +180,10 @@ class RequestLogMiddleware:
     """Gives every response an ``X-Request-Id`` (the caller's, when it is sane) and writes
     one JSON log line per request with the same id, route, status and latency."""
 
-    def __init__(self, app: ASGIApp, enabled: bool = True) -> None:
+    def __init__(self, app: ASGIApp, metrics: RequestMetrics, enabled: bool = True) -> None:
         self.app = app
         self.enabled = enabled
+        self.metrics = metrics
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != ScopeType.HTTP:
@@ -212,6 +214,8 @@ class RequestLogMiddleware:
         try:
             await self.app(scope, receive, send_wrapper)
         finally:
+            elapsed = time.perf_counter() - started
+            self.metrics.observe(http_scope["method"], _route_of(scope), status, elapsed)
             if self.enabled:
                 access_log.info(
                     _encoder.encode(
@@ -222,7 +226,7 @@ class RequestLogMiddleware:
                             "path": scope["path"],
                             "route": _route_of(scope),
                             "status": status,
-                            "latencyMs": round((time.perf_counter() - started) * 1000, 2),
+                            "latencyMs": round(elapsed * 1000, 2),
                         }
                     ).decode()
                 )

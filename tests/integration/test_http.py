@@ -80,3 +80,30 @@ async def test_oversized_body_is_413_in_the_envelope(sandbox: Sandbox) -> None:
     )
     assert r.status_code == 413
     assert r.json()["error"] == "payload_too_large"
+
+
+async def test_metrics_in_prometheus_format(sandbox: Sandbox) -> None:
+    _, token, agent_id = await sandbox.customer_with_agent()
+    call_id = await sandbox.place_call(token, agent_id, "+15005550002")
+    await sandbox.wait_call(call_id)
+    await sandbox.client.get("/v1/me")
+    r = await sandbox.client.get("/metrics")
+    assert r.status_code == 200
+    assert r.headers["content-type"].startswith("text/plain")
+    text = r.text
+    assert 'unlimcall_http_requests_total{method="POST",route="/v1/calls",status="200"}' in text
+    assert 'unlimcall_http_requests_total{method="GET",route="/v1/me",status="401"}' in text
+    assert (
+        'unlimcall_http_request_duration_seconds_bucket{method="GET",route="/v1/me",le="+Inf"}'
+        in text
+    )
+    ended = [
+        line for line in text.splitlines() if line.startswith('unlimcall_calls{state="ended"}')
+    ]
+    assert ended
+    assert int(ended[0].split()[-1]) >= 1
+    assert "unlimcall_queue_depth " in text
+    for line in text.splitlines():
+        if not line.startswith("#"):
+            name_labels, value = line.rsplit(" ", 1)
+            float(value)
