@@ -104,6 +104,6 @@ async def render(rt: Runtime, requests: RequestMetrics) -> str:
             "# TYPE unlimcall_queue_depth gauge",
             f"unlimcall_queue_depth {depth}",
         ]
-    except Exception:  # noqa: BLE001 - Redis down: report it rather than fail the scrape
+    except Exception:
         lines += ["# TYPE unlimcall_redis_up gauge", "unlimcall_redis_up 0"]
     return "\n".join(lines) + "\n"

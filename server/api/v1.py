@@ -10,6 +10,7 @@ from litestar.params import FromPath
 from litestar.status_codes import HTTP_200_OK, HTTP_204_NO_CONTENT
 from sqlalchemy import select
 
+from server import prefer
 from server.db.engine import read
 from server.db.tables import accounts
 from server.errors import AccountNotProvisioned, BalanceUnavailable, InvalidInput
@@ -38,7 +39,7 @@ def _single(request: Req, name: str) -> str | None:
     return values[0] if values else None
 
 
-@get("/me")
+@get("/me", opt={"operation": "getMe"})
 async def get_me(principal: PrincipalDep) -> Me:
     return Me(
         customerId=str(principal.account_id),
@@ -56,7 +57,7 @@ _BALANCE = select(
 )
 
 
-@get("/balance", opt={"scope": "read:balance"})
+@get("/balance", opt={"scope": "read:balance", "operation": "getBalance"})
 async def get_balance(request: Req, principal: PrincipalDep) -> Balance:
     async with read(runtime(request).engine) as conn:
         row = (await conn.execute(_BALANCE.where(accounts.c.id == principal.account_id))).one()
@@ -74,7 +75,7 @@ async def get_balance(request: Req, principal: PrincipalDep) -> Balance:
     )
 
 
-@get("/cdrs", opt={"scope": "read:cdrs"})
+@get("/cdrs", opt={"scope": "read:cdrs", "operation": "listCdrs"})
 async def list_cdrs(request: Req, principal: PrincipalDep) -> CdrList:
     rt = runtime(request)
     start, till, limit = cdr_service.parse_window(
@@ -95,7 +96,7 @@ async def list_cdrs(request: Req, principal: PrincipalDep) -> CdrList:
     return CdrList(count=len(rows), calls=rows)
 
 
-@get("/agents", opt={"scope": "read:agents"})
+@get("/agents", opt={"scope": "read:agents", "operation": "listAgents"})
 async def list_agents(request: Req, principal: PrincipalDep) -> AgentList:
     async with read(runtime(request).engine) as conn:
         rows = await account_service.list_agents(conn, principal.account_id)
@@ -108,14 +109,24 @@ _WRITE = {
 }
 
 
-@post("/calls", status_code=HTTP_200_OK, opt={"scope": "write:calls"}, dependencies=_WRITE)
+@post(
+    "/calls",
+    status_code=HTTP_200_OK,
+    opt={"scope": "write:calls", "operation": "originateCall"},
+    dependencies=_WRITE,
+)
 async def originate_call(
     principal: PrincipalDep, payload: NamedDependency[Any], tx: TxDep
 ) -> CallQueued:
     return await call_service.originate(tx, principal.account_id, payload)
 
 
-@post("/hooks", status_code=HTTP_200_OK, opt={"scope": "write:hooks"}, dependencies=_WRITE)
+@post(
+    "/hooks",
+    status_code=HTTP_200_OK,
+    opt={"scope": "write:hooks", "operation": "createHook"},
+    dependencies=_WRITE,
+)
 async def create_hook(
     principal: PrincipalDep, payload: NamedDependency[Any], tx: TxDep
 ) -> HookCreated:
@@ -125,7 +136,7 @@ async def create_hook(
 @delete(
     "/hooks/{hook_id:str}",
     status_code=HTTP_204_NO_CONTENT,
-    opt={"scope": "write:hooks"},
+    opt={"scope": "write:hooks", "operation": "deleteHook"},
     dependencies={"tx": Provide(provide_authed_tx)},
 )
 async def delete_hook(principal: PrincipalDep, tx: TxDep, hook_id: FromPath[str]) -> Response[None]:
@@ -140,6 +151,7 @@ async def contract(request: Req) -> Response[bytes]:
 
 v1_router = Router(
     path="/v1",
+    before_request=prefer.before_request,
     dependencies={"principal": Provide(provide_principal)},
     route_handlers=[
         get_me,

@@ -5,13 +5,10 @@ request changes nothing in the database."""
 from __future__ import annotations
 
 import json
-from typing import Any
 
 import pytest
-from sqlalchemy import func, select
 
-from server.db.engine import read
-from server.db.tables import accounts, metadata
+from tests.support.db import fingerprint
 from tests.support.sandbox import Sandbox
 
 DEEP = b"[" * 5000 + b"]" * 5000
@@ -95,20 +92,6 @@ BODIES: list[tuple[str, bytes, str]] = [
 ]
 WRITE_OPS = [("POST", "/v1/calls"), ("POST", "/v1/hooks")]
 READ_OPS = [("GET", "/v1/me"), ("GET", "/v1/balance"), ("GET", "/v1/agents"), ("GET", "/v1/cdrs")]
-
-
-async def fingerprint(sb: Sandbox) -> list[Any]:
-    """Row counts of every table and every balance: what a rejected request must not move."""
-    async with read(sb.rt.engine) as conn:
-        counts = [
-            (t.name, (await conn.execute(select(func.count()).select_from(t))).scalar_one())
-            for t in metadata.sorted_tables
-            if t.name not in ("tokens",)
-        ]
-        balances = (
-            await conn.execute(select(accounts.c.id, accounts.c.balance_e4).order_by(accounts.c.id))
-        ).all()
-    return [counts, [tuple(b) for b in balances]]
 
 
 @pytest.fixture

@@ -105,5 +105,5 @@ async def test_metrics_in_prometheus_format(sandbox: Sandbox) -> None:
     assert "unlimcall_queue_depth " in text
     for line in text.splitlines():
         if not line.startswith("#"):
-            name_labels, value = line.rsplit(" ", 1)
+            _, value = line.rsplit(" ", 1)
             float(value)
