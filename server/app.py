@@ -12,6 +12,7 @@ from litestar import Litestar, Request, get
 from litestar.config.cors import CORSConfig
 from sqlalchemy import text
 
+from server.api.inbox import inbox_router
 from server.api.oauth import metadata, token
 from server.api.sandbox import sandbox_router
 from server.api.v1 import v1_router
@@ -73,7 +74,16 @@ def create_app(settings: Settings, background: Sequence[Background] = ()) -> Lit
             await rt.close()
 
     app = Litestar(
-        route_handlers=[v1_router, sandbox_router, token, metadata, healthz, readyz, metrics],
+        route_handlers=[
+            v1_router,
+            inbox_router,
+            sandbox_router,
+            token,
+            metadata,
+            healthz,
+            readyz,
+            metrics,
+        ],
         lifespan=[lifespan],
         exception_handlers={Exception: handle_exception},
         request_max_body_size=settings.max_body_bytes,

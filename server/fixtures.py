@@ -19,6 +19,8 @@ from server.db.tables import (
     delivery_attempts,
     events,
     hooks,
+    inbox_messages,
+    inboxes,
     oauth_clients,
     tokens,
 )
@@ -31,6 +33,8 @@ DEMO = FIXTURES / "demo.json"
 
 # Children first, so foreign keys never object.
 _ALL_TABLES = (
+    inbox_messages,
+    inboxes,
     delivery_attempts,
     deliveries,
     events,

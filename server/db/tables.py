@@ -212,3 +212,26 @@ delivery_attempts = Table(
     Column("outcome", String(16), nullable=False),
     Index("ix_attempts_delivery", "delivery_id", "number", unique=True),
 )
+
+inboxes = Table(
+    "inboxes",
+    metadata,
+    Column("name", String(64), primary_key=True),
+    Column("status", Integer, nullable=False),
+    Column("created_at", Float, nullable=False),
+)
+
+inbox_messages = Table(
+    "inbox_messages",
+    metadata,
+    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True),
+    Column("inbox", String(64), nullable=False),
+    Column("received_at", Float, nullable=False),
+    Column("method", String(8), nullable=False),
+    Column("headers", Text, nullable=False),
+    Column("body", Text, nullable=False),
+    Column("delivery_id", String(64), nullable=True),
+    Column("signature", String(16), nullable=False),
+    Column("answered", Integer, nullable=False),
+    Index("ix_inbox_messages_inbox", "inbox", "id"),
+)
