@@ -18,6 +18,7 @@ from server.db.tables import (
     deliveries,
     delivery_attempts,
     events,
+    faults,
     hooks,
     inbox_messages,
     inboxes,
@@ -33,6 +34,7 @@ DEMO = FIXTURES / "demo.json"
 
 # Children first, so foreign keys never object.
 _ALL_TABLES = (
+    faults,
     inbox_messages,
     inboxes,
     delivery_attempts,

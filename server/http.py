@@ -204,8 +204,24 @@ class RequestLogMiddleware:
         status = 500
         header = (b"x-request-id", request_id.encode())
 
+        state = scope["state"]
+        dropped = False
+
         async def send_wrapper(message: Message) -> None:
-            nonlocal status
+            nonlocal status, dropped
+            if state.get("drop_connection"):
+                # A fault rule asked to drop the connection: promise a body, send none, and
+                # return; the server closes the connection mid-response.
+                if message["type"] == "http.response.start" and not dropped:
+                    dropped, status = True, 0
+                    await send(
+                        {
+                            "type": "http.response.start",
+                            "status": 200,
+                            "headers": [(b"content-length", b"1024"), header],
+                        }
+                    )
+                return
             if message["type"] == "http.response.start":
                 status = message["status"]
                 message["headers"] = [*message.get("headers", []), header]

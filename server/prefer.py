@@ -8,12 +8,8 @@ allowed. Other preferences (RFC 7240, e.g. ``return=minimal``) are ignored.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
-
-from litestar import Request, Response
 
 from server.errors import ApiError
-from server.http import envelope
 
 # Per operationId: the error statuses the contract lists, and the codes each may carry
 # (the contract's own codes, plus the sandbox's code where the contract names none).
@@ -102,19 +98,3 @@ def resolve(operation: str, status: int | None, code: str | None) -> Forced | No
         headers["WWW-Authenticate"] = 'Bearer realm="unlimcall", error="invalid_token"'
     message = _BY_CODE.get(code, ApiError).default_message
     return Forced(status, code, f"{message} (forced by the Prefer header)", headers)
-
-
-async def before_request(request: Request[Any, Any, Any]) -> Response[bytes] | None:
-    header = request.headers.get("prefer")
-    if not header:
-        return None
-    operation = request.route_handler.opt.get("operation")
-    if operation not in FORCEABLE:
-        return None
-    try:
-        forced = resolve(operation, *parse(header))
-    except InvalidPrefer as exc:
-        return envelope(exc.status, exc.code, exc.message)
-    if forced is None:
-        return None
-    return envelope(forced.status, forced.code, forced.message, forced.headers)

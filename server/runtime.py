@@ -22,6 +22,7 @@ from server.jobs import JobQueue, connect
 from server.oauth import TokenEndpoint
 from server.rating import RateTable, default_rate_table
 from server.redis_embed import EmbeddedRedis
+from server.services.faults import FaultBook
 from server.settings import Settings
 
 log = logging.getLogger("unlimcall")
@@ -37,6 +38,7 @@ class Runtime:
     redis: ArqRedis
     jobs: JobQueue
     oauth: TokenEndpoint
+    faults: FaultBook
     embedded_redis: EmbeddedRedis | None = None
     demo_customer_id: int | None = None
     started_at: float = field(default_factory=time.time)
@@ -62,6 +64,7 @@ class Runtime:
             redis=redis,
             jobs=JobQueue(redis),
             oauth=TokenEndpoint(settings.oauth_token_ttl),
+            faults=FaultBook(engine, settings.seed),
             embedded_redis=embedded,
             demo_customer_id=demo_id,
         )

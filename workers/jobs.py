@@ -10,6 +10,7 @@ import asyncio
 import json
 import logging
 import time
+from collections.abc import Sequence
 from dataclasses import replace
 from typing import Any
 
@@ -22,6 +23,7 @@ from server.runtime import Runtime
 from server.services import calls as call_service
 from server.services import deliveries as delivery_service
 from server.services.events import delivery_job
+from server.services.faults import MAX_DELAY_MS, Rule
 from server.signing import SIGNATURE_HEADER, sign
 
 log = logging.getLogger("unlimcall.worker")
@@ -36,6 +38,9 @@ USER_AGENT = "UnlimCall-Sandbox-Webhooks/1.0"
 # A claimed attempt is leased for the webhook timeout plus this many seconds: long enough
 # to record the outcome, short enough that a killed worker's attempt is resent soon.
 LEASE_MARGIN = 5.0
+# An "expired_signature" fault signs with a timestamp this many seconds old (beyond the
+# 300 s tolerance receivers are told to use).
+EXPIRED_BY = 3600
 
 
 def _rt(ctx: dict[str, Any]) -> Runtime:
@@ -72,17 +77,21 @@ async def deliver_webhook(ctx: dict[str, Any], delivery_id: str) -> str:
     """Send one due attempt of a delivery, record it, schedule the next if any."""
     rt = _rt(ctx)
     settings = rt.settings
+    lease = settings.webhook_timeout + LEASE_MARGIN
+    if await rt.faults.may_delay_any():
+        lease += MAX_DELAY_MS / 1000
     async with write(rt.engine) as conn:
         claim = await delivery_service.claim(
             conn,
             delivery_id,
             rt.clock.now(),
-            settings.webhook_timeout + 15,
+            lease,
             tolerance=DUE_SLACK_REAL * rt.clock.scale,
         )
     if claim is None:
         return "skipped"
-    outcome = await send(ctx["http"], claim, settings.webhook_timeout)
+    chaos = await rt.faults.fire("webhook", claim.event_type, claim.account_id)
+    outcome = await send(ctx["http"], claim, settings.webhook_timeout, chaos, rt)
     async with write(rt.engine) as conn:
         job = await delivery_service.record(
             conn,
@@ -121,15 +130,39 @@ def policy(rt: Runtime) -> RetryPolicy:
 
 
 async def send(
-    http: httpx.AsyncClient, claim: delivery_service.Claim, timeout: float
+    http: httpx.AsyncClient,
+    claim: delivery_service.Claim,
+    timeout: float,
+    chaos: Sequence[Rule] = (),
+    rt: Runtime | None = None,
 ) -> delivery_service.Outcome:
+    """One attempt over HTTP; webhook fault rules (``chaos``) may delay it, spoil its
+    signature, or send it twice. The outcome recorded is the last request's."""
+    actions = {r.action: r for r in chaos}
+    secret, timestamp = claim.secret, int(time.time())
+    if "bad_signature" in actions:
+        secret = "whsec_not_" + claim.secret
+    if "expired_signature" in actions:
+        timestamp -= EXPIRED_BY
     headers = {
         "Content-Type": "application/json",
         "User-Agent": USER_AGENT,
-        SIGNATURE_HEADER: sign(claim.secret, claim.body),
+        SIGNATURE_HEADER: sign(secret, claim.body, timestamp),
         "X-Unlimcall-Event": claim.event_type,
         "X-Unlimcall-Delivery": claim.delivery_id,
     }
+    for action in ("late", "out_of_order"):
+        if action in actions and rt is not None:
+            await asyncio.sleep(rt.faults.delay_of(actions[action]))
+    outcome = await _post(http, claim, headers, timeout)
+    if "duplicate" in actions:
+        outcome = await _post(http, claim, headers, timeout)
+    return outcome
+
+
+async def _post(
+    http: httpx.AsyncClient, claim: delivery_service.Claim, headers: dict[str, str], timeout: float
+) -> delivery_service.Outcome:
     started = time.perf_counter()
 
     def elapsed() -> int:

@@ -25,6 +25,7 @@ from server.services import calls as call_service
 from server.services import cdrs as cdr_service
 from server.services import deliveries as delivery_service
 from server.services import events as event_service
+from server.services import faults as fault_service
 from server.services import hooks as hook_service
 from server.services import tokens as token_service
 from server.settings import ALL_SCOPES
@@ -253,11 +254,44 @@ async def get_clock(request: Req) -> dict[str, Any]:
     return {"sandboxTime": iso(clk.now()), "scale": clk.scale}
 
 
+@post("/faults", status_code=HTTP_201_CREATED)
+async def create_fault(request: Req, tx: TxDep) -> dict[str, Any]:
+    data = await read_struct(request, fault_service.FaultCreate)
+    account_id = None
+    if data.customerId is not None:
+        account_id = (await account_service.get(tx.conn, _customer(data.customerId))).id
+    rule: dict[str, Any] = await fault_service.create(tx.conn, data, account_id, tx.rt.clock.now())
+    tx.rt.faults.invalidate()
+    return rule
+
+
+@get("/faults")
+async def list_faults(request: Req) -> dict[str, Any]:
+    async with read(runtime(request).engine) as conn:
+        rules = await fault_service.listing(conn)
+    return {"count": len(rules), "faults": rules}
+
+
+@delete("/faults/{fault_id:str}", status_code=HTTP_200_OK)
+async def delete_fault(tx: TxDep, fault_id: FromPath[str]) -> dict[str, Any]:
+    await fault_service.remove(tx.conn, fault_id)
+    tx.rt.faults.invalidate()
+    return {"id": fault_id, "deleted": True}
+
+
+@delete("/faults", status_code=HTTP_200_OK)
+async def delete_faults(tx: TxDep) -> dict[str, Any]:
+    count = await fault_service.remove(tx.conn, None)
+    tx.rt.faults.invalidate()
+    return {"deleted": count}
+
+
 @post("/reset", status_code=HTTP_200_OK)
 async def reset(tx: TxDep) -> dict[str, Any]:
     rt = tx.rt
     # The clock is not reset: every process shares its anchor, and it only moves forward.
     await fixtures.wipe(tx.conn)
+    rt.faults.invalidate()
     customer = await fixtures.load(tx.conn, rt.clock.now(), rt.settings.seed, rt.rates)
     rt.verifier.clear()
     token = await token_service.mint_portal_token(
@@ -286,5 +320,9 @@ sandbox_router = Router(
         fast_forward,
         get_clock,
         reset,
+        create_fault,
+        list_faults,
+        delete_fault,
+        delete_faults,
     ],
 )

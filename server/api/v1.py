@@ -10,7 +10,7 @@ from litestar.params import FromPath
 from litestar.status_codes import HTTP_200_OK, HTTP_204_NO_CONTENT
 from sqlalchemy import select
 
-from server import prefer
+from server.api.forcing import apply_api_faults, forced_answer
 from server.db.engine import read
 from server.db.tables import accounts
 from server.errors import AccountNotProvisioned, BalanceUnavailable, InvalidInput
@@ -103,6 +103,15 @@ async def list_agents(request: Req, principal: PrincipalDep) -> AgentList:
     return AgentList(count=len(rows), agents=rows)
 
 
+async def before_request(request: Req) -> Response[bytes] | None:
+    """Before auth and before any side effect: a ``Prefer`` header, then fault rules."""
+    operation: str = request.route_handler.opt["operation"]
+    forced = await forced_answer(request, operation)
+    if forced is not None:
+        return forced
+    return await apply_api_faults(request, operation)
+
+
 _WRITE = {
     "payload": Provide(provide_body),
     "tx": Provide(provide_body_tx),
@@ -151,7 +160,7 @@ async def contract(request: Req) -> Response[bytes]:
 
 v1_router = Router(
     path="/v1",
-    before_request=prefer.before_request,
+    before_request=before_request,
     dependencies={"principal": Provide(provide_principal)},
     route_handlers=[
         get_me,

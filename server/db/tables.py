@@ -235,3 +235,18 @@ inbox_messages = Table(
     Column("answered", Integer, nullable=False),
     Index("ix_inbox_messages_inbox", "inbox", "id"),
 )
+
+faults = Table(
+    "faults",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("target", String(8), nullable=False),
+    Column("operation", String(32), nullable=True),
+    Column("account_id", BigInteger, nullable=True),
+    Column("action", String(24), nullable=False),
+    Column("params", Text, nullable=False),
+    Column("probability", Float, nullable=False),
+    Column("remaining", Integer, nullable=True),
+    Column("fired", Integer, nullable=False),
+    Column("created_at", Float, nullable=False),
+)

@@ -36,6 +36,7 @@ STATUSES = (PENDING, DELIVERED, FAILED, CANCELLED)
 class Claim:
     delivery_id: str
     attempt: int
+    account_id: int
     event_type: str
     target_url: str
     secret: str
@@ -77,6 +78,7 @@ async def claim(
         await conn.execute(
             select(
                 deliveries.c.attempts,
+                deliveries.c.account_id,
                 deliveries.c.event_type,
                 deliveries.c.first_attempt_at,
                 hooks.c.target_url,
@@ -120,6 +122,7 @@ async def claim(
     return Claim(
         delivery_id=delivery_id,
         attempt=row.attempts + 1,
+        account_id=int(row.account_id),
         event_type=row.event_type,
         target_url=row.target_url,
         secret=row.secret,
