@@ -107,6 +107,7 @@ async def listing(conn: AsyncConnection, name: str, limit: int) -> dict[str, Any
                 "method": r.method,
                 "headers": json.loads(r.headers),
                 "body": body_of(r.body),
+                "rawBody": r.body,
                 "deliveryId": r.delivery_id,
                 "event": json.loads(r.headers).get("x-unlimcall-event"),
                 "signature": r.signature,
