@@ -22,6 +22,7 @@ from server.runtime import Runtime, prepare_database
 from server.services import accounts as account_service
 from server.services import tokens as token_service
 from server.settings import ALL_SCOPES, Settings
+from workers.listen import listen
 from workers.worker import in_process_worker, make_worker
 
 
@@ -127,7 +128,40 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--scopes", default=",".join(ALL_SCOPES), help="comma-separated scopes (default: all)"
     )
     create.add_argument("--expires-in", type=int, default=None, help="seconds")
+    lst = sub.add_parser("listen", help="forward deliveries to a local URL (like stripe listen)")
+    lst.add_argument("--forward-to", required=True, help="e.g. http://localhost:3000/hooks")
+    lst.add_argument(
+        "--events",
+        default="call.ended,call.transferred,disposition.set,dnc.added,lead.completed",
+        help="comma-separated event types",
+    )
+    lst.add_argument("--customer", default="1042", help="whose events (default 1042)")
+    lst.add_argument(
+        "--url",
+        default=None,
+        help="the sandbox (default: UNLIMCALL_PUBLIC_URL or http://UNLIMCALL_HOST:UNLIMCALL_PORT)",
+    )
+    lst.add_argument("--admin-token", default=None, help="default: UNLIMCALL_ADMIN_TOKEN")
+    lst.add_argument("--max-events", type=int, default=None, help="stop after this many")
     args = parser.parse_args(argv)
+    if args.command == "listen":
+        env_settings = Settings.from_env()
+        admin = args.admin_token or env_settings.admin_token
+        if not admin:
+            print(
+                "unlimcall-sandbox listen: give --admin-token or UNLIMCALL_ADMIN_TOKEN",
+                file=sys.stderr,
+            )
+            return 2
+        events = [e.strip() for e in args.events.split(",") if e.strip()]
+        return listen(
+            args.url or env_settings.base_url,
+            admin,
+            args.customer,
+            events,
+            args.forward_to,
+            args.max_events,
+        )
 
     try:
         settings = Settings.from_env().with_admin_token()
