@@ -12,6 +12,7 @@ from litestar import Litestar, Request, get
 from litestar.config.cors import CORSConfig
 from sqlalchemy import text
 
+from server.api.dashboard import dashboard_router
 from server.api.inbox import inbox_router
 from server.api.oauth import metadata, token
 from server.api.sandbox import sandbox_router
@@ -77,6 +78,7 @@ def create_app(settings: Settings, background: Sequence[Background] = ()) -> Lit
         route_handlers=[
             v1_router,
             inbox_router,
+            dashboard_router,
             sandbox_router,
             token,
             metadata,

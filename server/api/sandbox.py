@@ -23,6 +23,7 @@ from server.ids import derived_uuid, next_counter
 from server.services import accounts as account_service
 from server.services import calls as call_service
 from server.services import cdrs as cdr_service
+from server.services import dashboard as dashboard_service
 from server.services import deliveries as delivery_service
 from server.services import events as event_service
 from server.services import faults as fault_service
@@ -73,6 +74,28 @@ async def create_account(request: Req, tx: TxDep) -> AccountView:
     data = await read_struct(request, AccountCreate)
     row = await account_service.create(tx.conn, data, tx.rt.clock.now())
     return account_service.account_view(row)
+
+
+@get("/accounts")
+async def list_accounts(request: Req) -> dict[str, Any]:
+    async with read(runtime(request).engine) as conn:
+        items = await dashboard_service.list_accounts(conn)
+    return {"count": len(items), "accounts": items}
+
+
+@get("/accounts/{customer_id:str}/overview")
+async def account_overview(request: Req, customer_id: FromPath[str]) -> dict[str, Any]:
+    """Everything the dashboard shows for one account."""
+    rt = runtime(request)
+    q = request.query_params
+    async with read(rt.engine) as conn:
+        return await dashboard_service.overview(
+            conn,
+            _customer(customer_id),
+            rt.clock.now(),
+            q.get("disposition") or None,
+            q.get("country") or None,
+        )
 
 
 @get("/accounts/{customer_id:str}")
@@ -306,6 +329,8 @@ sandbox_router = Router(
     dependencies={"tx": Provide(provide_tx)},
     route_handlers=[
         create_account,
+        list_accounts,
+        account_overview,
         get_account,
         patch_account,
         create_token,

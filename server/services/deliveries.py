@@ -236,8 +236,11 @@ async def listing(
     event: str | None,
     account_id: int | None,
     limit: int,
+    delivery_id: str | None = None,
 ) -> list[dict[str, Any]]:
     conds = []
+    if delivery_id is not None:
+        conds.append(deliveries.c.id == delivery_id)
     if hook_id is not None:
         conds.append(deliveries.c.hook_id == hook_id)
     if status is not None:
