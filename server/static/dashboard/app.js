@@ -100,7 +100,7 @@ function renderDeliveries() {
 }
 
 function bars(target, series, keys, colors) {
-  const w = 320, h = 120, n = Math.max(series.length, 1), bw = Math.max(2, Math.floor((w - 20) / n) - 2);
+  const w = 320, h = 120, n = Math.max(series.length, 30), bw = Math.max(2, Math.floor((w - 20) / n) - 2);
   const max = Math.max(1, ...series.map((s) => keys.reduce((t, k) => t + (s[k] || 0), 0)));
   const svg = [`<svg viewBox="0 0 ${w} ${h + 16}" width="100%" xmlns="http://www.w3.org/2000/svg">`];
   series.forEach((s, i) => {
