@@ -16,7 +16,7 @@ from server import fixtures
 from server.auth import TokenVerifier
 from server.clock import Clock
 from server.db.engine import dispose, make_engine, write
-from server.db.migrate import migrate
+from server.db.migrate import migrate, startup_lock
 from server.db.tables import clock as clock_table
 from server.jobs import JobQueue, connect
 from server.oauth import TokenEndpoint
@@ -87,15 +87,18 @@ async def prepare_database(settings: Settings) -> tuple[AsyncEngine, Clock, int 
     """Engine, migrations, the shared clock, and the demo dataset in an empty database
     (returns its customer id when it was loaded now)."""
     engine = make_engine(settings)
-    await migrate(engine)
-    clock = await load_clock(engine, settings.time_scale)
     demo_id = None
-    if settings.load_fixtures:
-        async with write(engine) as conn:
-            if await fixtures.is_empty(conn):
-                demo_id = await fixtures.load(
-                    conn, clock.now(), settings.seed, default_rate_table()
-                )
+    # One process at a time from the first migration to the demo data: replicas starting
+    # together on an empty database must not both insert the clock row or the fixtures.
+    async with startup_lock(engine):
+        await migrate(engine)
+        clock = await load_clock(engine, settings.time_scale)
+        if settings.load_fixtures:
+            async with write(engine) as conn:
+                if await fixtures.is_empty(conn):
+                    demo_id = await fixtures.load(
+                        conn, clock.now(), settings.seed, default_rate_table()
+                    )
     return engine, clock, demo_id
 
 

@@ -105,7 +105,9 @@ async def list_agents(request: Req, principal: PrincipalDep) -> AgentList:
 
 async def before_request(request: Req) -> Response[bytes] | None:
     """Before auth and before any side effect: a ``Prefer`` header, then fault rules."""
-    operation: str = request.route_handler.opt["operation"]
+    operation: str | None = request.route_handler.opt.get("operation")
+    if operation is None:  # not a contract operation (the contract file itself)
+        return None
     forced = await forced_answer(request, operation)
     if forced is not None:
         return forced

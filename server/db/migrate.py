@@ -1,11 +1,15 @@
 """Apply Alembic migrations at start, once, even when several replicas start together.
 
-PostgreSQL: a session advisory lock serialises the replicas. SQLite: the migration runs in
-one ``BEGIN IMMEDIATE`` transaction, which does the same for processes sharing the file.
+``startup_lock`` serialises the whole start-up (migrations, the clock row, the demo data)
+across processes: on PostgreSQL a session advisory lock held on a connection of its own;
+on SQLite each step runs in one ``BEGIN IMMEDIATE`` transaction, which does the same for
+processes sharing the file.
 """
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 from alembic import command
@@ -32,16 +36,21 @@ def _upgrade(connection: Connection) -> None:
 
 
 async def migrate(engine: AsyncEngine) -> None:
+    """Upgrade to head. Call it inside ``startup_lock``."""
+    async with write(engine) as conn:
+        await conn.run_sync(_upgrade)
+
+
+@asynccontextmanager
+async def startup_lock(engine: AsyncEngine) -> AsyncIterator[None]:
     if is_sqlite(engine):
-        async with write(engine) as conn:
-            await conn.run_sync(_upgrade)
+        yield
         return
     async with engine.connect() as conn:
         await conn.execute(text("SELECT pg_advisory_lock(:k)"), {"k": _PG_LOCK_KEY})
         await conn.commit()
         try:
-            async with conn.begin():
-                await conn.run_sync(_upgrade)
+            yield
         finally:
             await conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": _PG_LOCK_KEY})
             await conn.commit()

@@ -96,8 +96,8 @@ READ_OPS = [("GET", "/v1/me"), ("GET", "/v1/balance"), ("GET", "/v1/agents"), ("
 
 @pytest.fixture
 async def caller(sandbox: Sandbox) -> dict[str, str]:
-    _, token, _ = await sandbox.customer_with_agent()
-    return sandbox.bearer(token)
+    customer, token, _ = await sandbox.customer_with_agent()
+    return {**sandbox.bearer(token), "X-Test-Customer": customer}
 
 
 @pytest.mark.parametrize(("label", "body", "ctype"), BODIES, ids=[b[0] for b in BODIES])
@@ -111,7 +111,7 @@ async def test_bad_bodies_are_rejected_and_change_nothing(
     body: bytes,
     ctype: str,
 ) -> None:
-    before = await fingerprint(sandbox)
+    before = await fingerprint(sandbox, caller["X-Test-Customer"])
     r = await sandbox.client.request(
         method, path, content=body, headers={**caller, "Content-Type": ctype}
     )
@@ -120,7 +120,7 @@ async def test_bad_bodies_are_rejected_and_change_nothing(
     assert r.json()["error"] in ("invalid_input", "ai_agent_not_found", "payload_too_large")
     if label == "over the size limit":
         assert r.status_code == 413
-    assert await fingerprint(sandbox) == before
+    assert await fingerprint(sandbox, caller["X-Test-Customer"]) == before
 
 
 @pytest.mark.parametrize(
@@ -178,10 +178,10 @@ async def test_unknown_query_parameters_are_ignored(
 async def test_non_uuid_hook_ids_are_400(
     sandbox: Sandbox, caller: dict[str, str], hook_id: str
 ) -> None:
-    before = await fingerprint(sandbox)
+    before = await fingerprint(sandbox, caller["X-Test-Customer"])
     r = await sandbox.client.delete(f"/v1/hooks/{hook_id}", headers=caller)
     assert (r.status_code, r.json()["error"]) == (400, "invalid_input")
-    assert await fingerprint(sandbox) == before
+    assert await fingerprint(sandbox, caller["X-Test-Customer"]) == before
 
 
 async def test_path_traversal_in_an_id_is_just_not_found(
@@ -193,7 +193,7 @@ async def test_path_traversal_in_an_id_is_just_not_found(
 
 async def test_other_accounts_ids_are_invisible(sandbox: Sandbox) -> None:
     owner, owner_token, owner_agent = await sandbox.customer_with_agent()
-    _, intruder_token, _ = await sandbox.customer_with_agent()
+    intruder, intruder_token, _ = await sandbox.customer_with_agent()
     hook = (
         await sandbox.client.post(
             "/v1/hooks",
@@ -201,7 +201,7 @@ async def test_other_accounts_ids_are_invisible(sandbox: Sandbox) -> None:
             headers=sandbox.bearer(owner_token),
         )
     ).json()
-    before = await fingerprint(sandbox)
+    before = [await fingerprint(sandbox, c) for c in (owner, intruder)]
     h = sandbox.bearer(intruder_token)
     r = await sandbox.client.delete(f"/v1/hooks/{hook['id']}", headers=h)
     assert (r.status_code, r.json()["error"]) == (404, "not_found")
@@ -210,7 +210,7 @@ async def test_other_accounts_ids_are_invisible(sandbox: Sandbox) -> None:
     )
     assert (r.status_code, r.json()["error"]) == (404, "ai_agent_not_found")
     assert r.json()["message"] == "No agent with that ID on this account."
-    assert await fingerprint(sandbox) == before
+    assert [await fingerprint(sandbox, c) for c in (owner, intruder)] == before
     assert owner
 
 

@@ -20,15 +20,25 @@ async def test_dashboard_shows_a_call_and_its_webhook_live(sandbox: Sandbox, bac
     from playwright.async_api import async_playwright, expect
 
     token = await sandbox.token("1042")
-    r = await sandbox.client.post("/v1/hooks", headers=sandbox.bearer(token), json={
-        "event": "lead.completed", "target_url": f"{sandbox.base_url}/_sandbox/inbox/e2e"})
+    r = await sandbox.client.post(
+        "/v1/hooks",
+        headers=sandbox.bearer(token),
+        json={"event": "lead.completed", "target_url": f"{sandbox.base_url}/_sandbox/inbox/e2e"},
+    )
     assert r.status_code == 200
     async with async_playwright() as pw:
         browser = await pw.chromium.launch(
-            executable_path=CHROMIUM, headless=True,
-            args=["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                  "--disable-background-networking", "--disable-component-update",
-                  "--disable-sync"],
+            executable_path=CHROMIUM,
+            headless=True,
+            args=[
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-quic",
+                "--no-first-run",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+            ],
         )
         try:
             page = await browser.new_page(viewport={"width": 1440, "height": 1100})

@@ -30,8 +30,9 @@ CASES = [
 
 @pytest.fixture
 async def valid(sandbox: Sandbox) -> dict[str, Any]:
-    _, token, agent_id = await sandbox.customer_with_agent()
+    customer, token, agent_id = await sandbox.customer_with_agent()
     return {
+        "customer": customer,
         "headers": sandbox.bearer(token),
         "calls": {"aiAgentId": agent_id, "toNumber": "+14155551234"},
         "hooks": {"event": "call.ended", "target_url": "https://example.com/h"},
@@ -52,7 +53,7 @@ async def _send(sb: Sandbox, op: str, prefer: str, valid: dict[str, Any]) -> Any
 async def test_every_listed_error_can_be_forced_without_side_effects(
     sandbox: Sandbox, valid: dict[str, Any], op: str, status: int, code: str
 ) -> None:
-    before = await fingerprint(sandbox)
+    before = await fingerprint(sandbox, valid["customer"])
     for prefer in (f"code={status}, error={code}", f"error={code}"):
         r = await _send(sandbox, op, prefer, valid)
         assert (r.status_code, r.json()["error"]) == (status, code), prefer
@@ -61,7 +62,7 @@ async def test_every_listed_error_can_be_forced_without_side_effects(
             assert r.headers["www-authenticate"].startswith("Bearer ")
     r = await _send(sandbox, op, f"code={status}", valid)
     assert (r.status_code, r.json()["error"]) == (status, FORCEABLE[op][status][0])
-    assert await fingerprint(sandbox) == before
+    assert await fingerprint(sandbox, valid["customer"]) == before
 
 
 async def test_forcing_needs_no_token(sandbox: Sandbox) -> None:

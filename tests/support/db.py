@@ -11,16 +11,30 @@ from server.db.tables import accounts, metadata
 from tests.support.sandbox import Sandbox
 
 
-async def fingerprint(sb: Sandbox) -> list[Any]:
-    """Row counts of every table and every balance: what a rejected request must not move.
-    (Tokens are left out: the fixtures that make callers mint them.)"""
+async def fingerprint(sb: Sandbox, customer: str) -> list[Any]:
+    """What a rejected request by ``customer`` must not move: the number of accounts, the
+    customer's rows in every table that has an owner (tokens aside: fixtures mint them),
+    and its balance. Scoped to one account because the shared sandbox keeps working in the
+    background (other tests' calls end, their retries run)."""
+    account_id = int(customer)
     async with read(sb.rt.engine) as conn:
-        counts = [
-            (t.name, (await conn.execute(select(func.count()).select_from(t))).scalar_one())
-            for t in metadata.sorted_tables
-            if t.name != "tokens"
+        counts: list[tuple[str, int]] = [
+            (
+                "accounts",
+                (await conn.execute(select(func.count()).select_from(accounts))).scalar_one(),
+            )
         ]
-        balances = (
-            await conn.execute(select(accounts.c.id, accounts.c.balance_e4).order_by(accounts.c.id))
-        ).all()
-    return [counts, [tuple(b) for b in balances]]
+        for table in metadata.sorted_tables:
+            if "account_id" in table.c and table.name != "tokens":
+                n = (
+                    await conn.execute(
+                        select(func.count())
+                        .select_from(table)
+                        .where(table.c.account_id == account_id)
+                    )
+                ).scalar_one()
+                counts.append((table.name, n))
+        balance = (
+            await conn.execute(select(accounts.c.balance_e4).where(accounts.c.id == account_id))
+        ).scalar_one()
+    return [counts, balance]
