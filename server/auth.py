@@ -16,9 +16,9 @@ import time
 from collections import OrderedDict
 from dataclasses import dataclass
 
-from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy import bindparam, select
 
+from server.db.fastread import FastReads
 from server.db.tables import accounts, tokens
 from server.errors import AccountSuspended, Unauthorized
 
@@ -62,8 +62,8 @@ def _invalid(description: str) -> Unauthorized:
 class TokenVerifier:
     """Verifies bearer tokens against the database through a bounded TTL cache."""
 
-    def __init__(self, engine: AsyncEngine, ttl: float, max_entries: int = 10_000) -> None:
-        self._engine = engine
+    def __init__(self, reads: FastReads, ttl: float, max_entries: int = 10_000) -> None:
+        self._reads = reads
         self._ttl = ttl
         self._max = max_entries
         self._cache: OrderedDict[str, tuple[float, Principal | None]] = OrderedDict()
@@ -142,31 +142,33 @@ class TokenVerifier:
         return principal
 
     async def _fetch(self, digest: str) -> Principal | None:
-        stmt = (
-            select(
-                tokens.c.id,
-                tokens.c.token_hash,
-                tokens.c.account_id,
-                tokens.c.scopes,
-                tokens.c.expires_at,
-                accounts.c.status,
-                accounts.c.company_name,
-                accounts.c.primary_contact_email,
-            )
-            .join(accounts, accounts.c.id == tokens.c.account_id)
-            .where(tokens.c.token_hash == digest, tokens.c.revoked_at.is_(None))
-        )
-        async with self._engine.connect() as conn:
-            row = (await conn.execute(stmt)).first()
-        if row is None or not hmac.compare_digest(row.token_hash, digest):
+        row = await self._reads.one_or_none(_LOOKUP, {"digest": digest})
+        if row is None or not hmac.compare_digest(row[1], digest):
             return None
+        token_id, _, account_id, scopes, expires_at, status, company, email = row
         return Principal(
-            token_id=row.id,
-            token_hash=row.token_hash,
-            account_id=int(row.account_id),
-            scopes=frozenset(row.scopes.split()),
-            expires_at=row.expires_at,
-            suspended=row.status == "suspended",
-            company_name=row.company_name,
-            email=row.primary_contact_email,
+            token_id=token_id,
+            token_hash=digest,
+            account_id=int(account_id),
+            scopes=frozenset(scopes.split()),
+            expires_at=expires_at,
+            suspended=status == "suspended",
+            company_name=company,
+            email=email,
         )
+
+
+_LOOKUP = (
+    select(
+        tokens.c.id,
+        tokens.c.token_hash,
+        tokens.c.account_id,
+        tokens.c.scopes,
+        tokens.c.expires_at,
+        accounts.c.status,
+        accounts.c.company_name,
+        accounts.c.primary_contact_email,
+    )
+    .join(accounts, accounts.c.id == tokens.c.account_id)
+    .where(tokens.c.token_hash == bindparam("digest"), tokens.c.revoked_at.is_(None))
+)

@@ -16,6 +16,7 @@ from server import fixtures
 from server.auth import TokenVerifier
 from server.clock import Clock
 from server.db.engine import dispose, make_engine, write
+from server.db.fastread import FastReads
 from server.db.migrate import migrate, startup_lock
 from server.db.tables import clock as clock_table
 from server.jobs import JobQueue, connect
@@ -39,6 +40,7 @@ class Runtime:
     jobs: JobQueue
     oauth: TokenEndpoint
     faults: FaultBook
+    reads: FastReads
     embedded_redis: EmbeddedRedis | None = None
     demo_customer_id: int | None = None
     started_at: float = field(default_factory=time.time)
@@ -46,6 +48,7 @@ class Runtime:
     @classmethod
     async def start(cls, settings: Settings, *, embedded_redis: bool = True) -> Runtime:
         engine, clock, demo_id = await prepare_database(settings)
+        reads = FastReads(engine)
         rates = default_rate_table()
         embedded = None
         redis_url = settings.redis_url
@@ -59,12 +62,13 @@ class Runtime:
             settings=settings,
             engine=engine,
             clock=clock,
-            verifier=TokenVerifier(engine, settings.token_cache_ttl),
+            verifier=TokenVerifier(reads, settings.token_cache_ttl),
             rates=rates,
             redis=redis,
             jobs=JobQueue(redis),
             oauth=TokenEndpoint(settings.oauth_token_ttl),
             faults=FaultBook(engine, settings.seed),
+            reads=reads,
             embedded_redis=embedded,
             demo_customer_id=demo_id,
         )
@@ -78,6 +82,7 @@ class Runtime:
 
     async def close(self) -> None:
         await self.redis.aclose()
+        self.reads.close()
         await dispose(self.engine)
         if self.embedded_redis is not None:
             await self.embedded_redis.astop()

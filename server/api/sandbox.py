@@ -91,6 +91,7 @@ async def account_overview(request: Req, customer_id: FromPath[str]) -> dict[str
     async with read(rt.engine) as conn:
         return await dashboard_service.overview(
             conn,
+            rt.reads,
             _customer(customer_id),
             rt.clock.now(),
             q.get("disposition") or None,

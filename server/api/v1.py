@@ -8,10 +8,9 @@ from litestar import Request, Response, Router, delete, get, post
 from litestar.di import NamedDependency, Provide
 from litestar.params import FromPath
 from litestar.status_codes import HTTP_200_OK, HTTP_204_NO_CONTENT
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 
 from server.api.forcing import apply_api_faults, forced_answer
-from server.db.engine import read
 from server.db.tables import accounts
 from server.errors import AccountNotProvisioned, BalanceUnavailable, InvalidInput
 from server.http import (
@@ -54,24 +53,24 @@ _BALANCE = select(
     accounts.c.account_type,
     accounts.c.credit_limit_e4,
     accounts.c.balance_upstream,
-)
+).where(accounts.c.id == bindparam("account_id"))
+_PROVISIONED = select(accounts.c.provisioned).where(accounts.c.id == bindparam("account_id"))
 
 
 @get("/balance", opt={"scope": "read:balance", "operation": "getBalance"})
 async def get_balance(request: Req, principal: PrincipalDep) -> Balance:
-    async with read(runtime(request).engine) as conn:
-        row = (await conn.execute(_BALANCE.where(accounts.c.id == principal.account_id))).one()
-    if row.balance_upstream == "failing":
+    row = await runtime(request).reads.one_or_none(_BALANCE, {"account_id": principal.account_id})
+    assert row is not None  # the token's account exists: it was just verified
+    balance_e4, currency, account_type, credit_limit_e4, upstream = row
+    if upstream == "failing":
         raise BalanceUnavailable()
     return Balance(
-        balance=account_service.from_e4(row.balance_e4),
-        currency=row.currency,
-        accountType=row.account_type,
-        creditLimit=None
-        if row.credit_limit_e4 is None
-        else account_service.from_e4(row.credit_limit_e4),
-        blocked=account_service.is_blocked(row),
-        stale=row.balance_upstream == "stale",
+        balance=account_service.from_e4(balance_e4),
+        currency=currency,
+        accountType=account_type,
+        creditLimit=None if credit_limit_e4 is None else account_service.from_e4(credit_limit_e4),
+        blocked=account_service.blocked(account_type, balance_e4, credit_limit_e4),
+        stale=upstream == "stale",
     )
 
 
@@ -84,22 +83,16 @@ async def list_cdrs(request: Req, principal: PrincipalDep) -> CdrList:
         _single(request, "limit"),
         rt.clock.now(),
     )
-    async with read(rt.engine) as conn:
-        provisioned = (
-            await conn.execute(
-                select(accounts.c.provisioned).where(accounts.c.id == principal.account_id)
-            )
-        ).scalar_one()
-        if not provisioned:
-            raise AccountNotProvisioned()
-        rows = await cdr_service.list_window(conn, principal.account_id, start, till, limit)
+    row = await rt.reads.one_or_none(_PROVISIONED, {"account_id": principal.account_id})
+    if row is None or not row[0]:
+        raise AccountNotProvisioned()
+    rows = await cdr_service.list_window(rt.reads, principal.account_id, start, till, limit)
     return CdrList(count=len(rows), calls=rows)
 
 
 @get("/agents", opt={"scope": "read:agents", "operation": "listAgents"})
 async def list_agents(request: Req, principal: PrincipalDep) -> AgentList:
-    async with read(runtime(request).engine) as conn:
-        rows = await account_service.list_agents(conn, principal.account_id)
+    rows = await account_service.list_agents(runtime(request).reads, principal.account_id)
     return AgentList(count=len(rows), agents=rows)
 
 

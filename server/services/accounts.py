@@ -6,10 +6,11 @@ import secrets
 from typing import Any
 
 import msgspec
-from sqlalchemy import func, select, update
+from sqlalchemy import bindparam, func, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from server.clock import iso
+from server.db.fastread import FastReads
 from server.db.tables import accounts, agents
 from server.errors import InvalidInput, NotFound
 from server.phone import is_e164
@@ -28,13 +29,17 @@ def from_e4(value: int) -> float:
 
 
 def is_blocked(row: Any) -> bool:
+    return blocked(row.account_type, row.balance_e4, row.credit_limit_e4)
+
+
+def blocked(account_type: str, balance_e4: int, credit_limit_e4: int | None) -> bool:
     """A prepaid account is blocked once its balance is exhausted; a postpaid one once it
     is past its credit limit (no limit: never)."""
-    if row.account_type == "prepaid":
-        return bool(row.balance_e4 <= 0)
-    if row.credit_limit_e4 is None:
+    if account_type == "prepaid":
+        return balance_e4 <= 0
+    if credit_limit_e4 is None:
         return False
-    return bool(row.balance_e4 <= -row.credit_limit_e4)
+    return balance_e4 <= -credit_limit_e4
 
 
 def account_view(row: Any) -> AccountView:
@@ -152,16 +157,16 @@ def agent_view(row: Any) -> AgentView:
     )
 
 
-async def list_agents(conn: AsyncConnection, account_id: int) -> list[Agent]:
-    stmt = (
-        select(agents.c.id, agents.c.sip_username, agents.c.label, agents.c.created_at)
-        .where(agents.c.account_id == account_id)
-        .order_by(agents.c.id)
-    )
-    return [
-        Agent(id=str(r.id), sipUsername=r.sip_username, label=r.label, createdAt=iso(r.created_at))
-        for r in await conn.execute(stmt)
-    ]
+_AGENTS = (
+    select(agents.c.id, agents.c.sip_username, agents.c.label, agents.c.created_at)
+    .where(agents.c.account_id == bindparam("account_id"))
+    .order_by(agents.c.id)
+)
+
+
+async def list_agents(reads: FastReads, account_id: int) -> list[Agent]:
+    rows = await reads.all(_AGENTS, {"account_id": account_id})
+    return [Agent(id=str(r[0]), sipUsername=r[1], label=r[2], createdAt=iso(r[3])) for r in rows]
 
 
 async def create_agent(

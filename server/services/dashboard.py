@@ -11,6 +11,7 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from server.clock import iso
+from server.db.fastread import FastReads
 from server.db.tables import (
     accounts,
     calls,
@@ -64,10 +65,15 @@ async def recent_calls(
 
 
 async def overview(
-    conn: AsyncConnection, account_id: int, now: float, disposition: str | None, country: str | None
+    conn: AsyncConnection,
+    reads: FastReads,
+    account_id: int,
+    now: float,
+    disposition: str | None,
+    country: str | None,
 ) -> dict[str, Any]:
     account = await account_service.get(conn, account_id)
-    agent_rows = await account_service.list_agents(conn, account_id)
+    agent_rows = await account_service.list_agents(reads, account_id)
     token_rows = (
         await conn.execute(
             select(
