@@ -51,4 +51,4 @@ def to_dt(ts: float) -> datetime:
 
 def iso(ts: float) -> str:
     """RFC 3339 UTC with second precision, as production renders timestamps."""
-    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ts))

@@ -13,7 +13,6 @@ from functools import lru_cache
 from pathlib import Path
 
 import phonenumbers
-from phonenumbers import geocoder
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
 
@@ -57,11 +56,16 @@ def region_of(e164: str) -> str:
 
 
 def country_name(e164: str) -> str:
-    try:
-        number = phonenumbers.parse(e164, None)
-    except phonenumbers.NumberParseException:
-        return ""
-    return str(geocoder.country_name_for_number(number, "en"))
+    """English name of the number's country ("" when it has none). From a shipped table:
+    phonenumbers' geocoder would load ~100 MB of prefix data for the same answer."""
+    return _country_names().get(region_of(e164), "")
+
+
+@lru_cache(maxsize=1)
+def _country_names() -> dict[str, str]:
+    data = json.loads((FIXTURES / "country_names.json").read_text(encoding="utf-8"))
+    names: dict[str, str] = data["names"]
+    return names
 
 
 def load_rate_table(path: Path | None = None) -> RateTable:

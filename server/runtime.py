@@ -67,7 +67,7 @@ class Runtime:
             redis=redis,
             jobs=JobQueue(redis),
             oauth=TokenEndpoint(settings.oauth_token_ttl),
-            faults=FaultBook(engine, settings.seed),
+            faults=FaultBook(engine, reads, settings.seed),
             reads=reads,
             embedded_redis=embedded,
             demo_customer_id=demo_id,

@@ -21,7 +21,8 @@ from sqlalchemy import delete, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from server.clock import iso
-from server.db.engine import read, write
+from server.db.engine import write
+from server.db.fastread import FastReads
 from server.db.tables import faults
 from server.errors import InvalidInput, NotFound
 from server.prefer import FORCEABLE, InvalidPrefer, resolve
@@ -156,11 +157,24 @@ async def remove(conn: AsyncConnection, fault_id: str | None) -> int:
     return int(count)
 
 
+_ALL_RULES = select(
+    faults.c.id,
+    faults.c.target,
+    faults.c.operation,
+    faults.c.account_id,
+    faults.c.action,
+    faults.c.params,
+    faults.c.probability,
+    faults.c.remaining,
+)
+
+
 class FaultBook:
     """One process's view of the rules: cached for a second, spent in the database."""
 
-    def __init__(self, engine: AsyncEngine, seed: int) -> None:
+    def __init__(self, engine: AsyncEngine, reads: FastReads, seed: int) -> None:
         self._engine = engine
+        self._reads = reads
         self._rules: list[Rule] = []
         self._expires = 0.0
         self._rng = random.Random(f"{seed}:faults")
@@ -171,23 +185,14 @@ class FaultBook:
     async def _all(self) -> list[Rule]:
         now = time.monotonic()
         if now >= self._expires:
-            async with read(self._engine) as conn:
-                rows = (await conn.execute(select(faults))).all()
-            self._rules = [
-                Rule(
-                    r.id,
-                    r.target,
-                    r.operation,
-                    r.account_id,
-                    r.action,
-                    json.loads(r.params),
-                    r.probability,
-                    r.remaining is not None,
-                )
-                for r in rows
-                if r.remaining is None or r.remaining > 0
-            ]
+            # Claim the refresh first: requests arriving meanwhile use the rules they have.
             self._expires = now + CACHE_TTL
+            rows = await self._reads.all(_ALL_RULES, {})
+            self._rules = [
+                Rule(r[0], r[1], r[2], r[3], r[4], json.loads(r[5]), r[6], r[7] is not None)
+                for r in rows
+                if r[7] is None or r[7] > 0
+            ]
         return self._rules
 
     async def may_delay_any(self) -> bool:
@@ -208,7 +213,9 @@ class FaultBook:
 
     async def fire(self, target: str, operation: str, account_id: int | None) -> list[Rule]:
         """The rules that fire for this request or delivery (probability and count)."""
-        fired = []
+        fired: list[Rule] = []
+        if not await self._all():
+            return fired
         for rule in await self._candidates(target, operation):
             if rule.account_id is not None and rule.account_id != account_id:
                 continue

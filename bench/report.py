@@ -1,0 +1,213 @@
+"""The targets (issue 6, 3 and 4) and the printed tables."""
+
+from __future__ import annotations
+
+from typing import Any
+
+P99_AT_HALF_RATE_MS = 25.0
+RSS_UNDER_LOAD_MB = 150.0
+LIFECYCLE_CALLS_PER_S = 200.0
+DELIVERIES_PER_S = 500.0
+DELIVERY_P50_MS = 250.0
+
+
+def _target(name: str, value: float | None, op: str, limit: float, unit: str) -> dict[str, Any]:
+    ok = value is not None and (value >= limit if op == ">=" else value <= limit)
+    return {"name": name, "value": value, "target": f"{op} {limit:g}{unit}", "pass": ok}
+
+
+def evaluate(results: dict[str, Any]) -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = []
+    http = results.get("http")
+    if http and "error" not in http:
+        for row in http["rows"]:
+            if row["target_ratio"] is not None:
+                out.append(
+                    _target(f"{row['label']}: ratio", row["ratio"], ">=", row["target_ratio"], "")
+                )
+        for row in http["paced"]:
+            rate = row["sandbox"]["target_rps"]
+            out.append(
+                _target(
+                    f"{row['label']}: p99 at half max ({rate:g} req/s)",
+                    row["sandbox"]["p99_ms"],
+                    "<=",
+                    P99_AT_HALF_RATE_MS,
+                    " ms",
+                )
+            )
+        out.append(
+            _target(
+                "API RSS under load (peak)",
+                http["rss"]["under_load_peak_mb"],
+                "<=",
+                RSS_UNDER_LOAD_MB,
+                " MB",
+            )
+        )
+    life = results.get("lifecycle")
+    if life and "error" not in life:
+        out.append(
+            _target(
+                f"lifecycle: calls/s end to end ({life['calls']} calls)",
+                life["calls_per_s"],
+                ">=",
+                LIFECYCLE_CALLS_PER_S,
+                "",
+            )
+        )
+        out.append(_target("lifecycle: lost calls", life["lost"], "<=", 0, ""))
+    dlv = results.get("delivery")
+    if dlv and "error" not in dlv:
+        out.append(
+            _target(
+                "delivery: deliveries/s (burst)",
+                dlv["burst"]["deliveries_per_s"],
+                ">=",
+                DELIVERIES_PER_S,
+                "",
+            )
+        )
+        out.append(
+            _target(
+                "delivery: event→first attempt p50 (steady)",
+                dlv["steady"]["p50_ms"],
+                "<=",
+                DELIVERY_P50_MS,
+                " ms",
+            )
+        )
+    return out
+
+
+def _table(headers: list[str], rows: list[list[str]]) -> str:
+    widths = [
+        max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(headers)
+    ]
+
+    def line(cells: list[str]) -> str:
+        return (
+            "| "
+            + " | ".join(
+                c.ljust(w) if i == 0 else c.rjust(w)
+                for i, (c, w) in enumerate(zip(cells, widths, strict=True))
+            )
+            + " |"
+        )
+
+    sep = "|" + "|".join("-" * (w + 2) for w in widths) + "|"
+    return "\n".join([line(headers), sep, *(line(r) for r in rows)])
+
+
+def _f(value: Any, fmt: str = ",.0f") -> str:
+    return "-" if value is None else format(value, fmt)
+
+
+def print_tables(results: dict[str, Any]) -> None:
+    for name in ("http", "lifecycle", "delivery"):
+        section = results.get(name)
+        if section and "error" in section:
+            print(f"\n{name}: FAILED: {section['error'].splitlines()[0]}")
+    http = results.get("http")
+    if http and "error" not in http:
+        rows = []
+        for r in http["rows"]:
+            s, ref = r["sandbox"], r["reference"]
+            verdict = "" if r["pass"] is None else ("PASS" if r["pass"] else "FAIL")
+            rows.append(
+                [
+                    r["label"],
+                    _f(s["rps"]),
+                    _f(s["p50_ms"], ".2f"),
+                    _f(s["p99_ms"], ".2f"),
+                    _f(ref["rps"]),
+                    _f(ref["p50_ms"], ".2f"),
+                    _f(ref["p99_ms"], ".2f"),
+                    f"{r['ratio']:.2f}",
+                    "-" if r["target_ratio"] is None else f">= {r['target_ratio']:g}",
+                    verdict,
+                    str(r["body_bytes"]),
+                    str(r["sandbox_failed_requests"]),
+                    f"{r.get('other_cpu_pct', 0):.0f}%",
+                ]
+            )
+        print()
+        print(
+            f"HTTP (wrk, {http['wrk']['connections']} connections, 2 threads; "
+            "latencies in ms; same-run reference; other = CPU used by other processes "
+            "during the sandbox run, % of one core)"
+        )
+        print(
+            _table(
+                [
+                    "endpoint",
+                    "req/s",
+                    "p50",
+                    "p99",
+                    "ref req/s",
+                    "ref p50",
+                    "ref p99",
+                    "ratio",
+                    "target",
+                    "",
+                    "bytes",
+                    "errors",
+                    "other",
+                ],
+                rows,
+            )
+        )
+        for p in http["paced"]:
+            s = p["sandbox"]
+            print(
+                f"paced {p['label']}: {s['rps']:,.0f} req/s (target {s['target_rps']:g}) "
+                f"p50 {s['p50_ms']:.2f} ms p99 {s['p99_ms']:.2f} ms "
+                f"(other load {p.get('other_cpu_pct', 0):.0f}%)"
+            )
+        rss = http["rss"]
+        print("API RSS (MB): " + ", ".join(f"{k} {v}" for k, v in rss.items()))
+        gen = http.get("cdr_generation")
+        if gen:
+            print(
+                f"CDR generation: {gen['rows']:,} rows in {gen['seconds']} s "
+                f"({gen['rows_per_s']:,} rows/s, chunks of {gen['chunk']:,})"
+            )
+    life = results.get("lifecycle")
+    if life and "error" not in life:
+        print(
+            f"Lifecycle: {life['cdrs']}/{life['accepted']} calls ended in "
+            f"{life['end_to_end_seconds']} s at time scale {life['time_scale']:g} -> "
+            f"{life['calls_per_s']} calls/s; POSTs {life['post_rate']}/s; lost {life['lost']}"
+        )
+    dlv = results.get("delivery")
+    if dlv and "error" not in dlv:
+        st, bu = dlv["steady"], dlv["burst"]
+        print(
+            f"Delivery ({dlv['hooks']} hooks): steady {st['events_per_s']:g} events/s -> "
+            f"event->first attempt p50 {st['p50_ms']} ms, p99 {st['p99_ms']} ms; burst "
+            f"{bu['deliveries_received']}/{bu['deliveries_expected']} in {bu['seconds']} s -> "
+            f"{bu['deliveries_per_s']} deliveries/s (p50 {bu['latency_p50_ms']} ms under "
+            f"backlog; pending after {bu['pending_after']}, failed {bu['failed_after']})"
+        )
+    targets = results.get("targets") or []
+    if targets:
+        print()
+        print("Targets")
+        print(
+            _table(
+                ["target", "measured", "wanted", ""],
+                [
+                    [
+                        t["name"],
+                        _f(t["value"], ",.2f")
+                        if isinstance(t["value"], float)
+                        else str(t["value"]),
+                        t["target"],
+                        "PASS" if t["pass"] else "FAIL",
+                    ]
+                    for t in targets
+                ],
+            )
+        )
+        failed = sum(1 for t in targets if not t["pass"])
+        print(f"{len(targets) - failed} of {len(targets)} targets pass")
