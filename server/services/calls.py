@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
+from types import SimpleNamespace
 from typing import Any
 
 from sqlalchemy import select, update
@@ -141,39 +142,44 @@ async def step(
     *,
     tolerance: float = 0.0,
 ) -> StepResult | None:
-    """Advance the call by one transition if it is due. None: no such call."""
+    """Advance the call through every transition that is due, in this one transaction
+    (at high time scales that is the whole call). None: no such call."""
     row = (await conn.execute(select(calls).where(calls.c.id == call_id))).first()
     if row is None:
         return None
     if row.state == lifecycle.ENDED or row.next_step_at is None:
         return StepResult(row.state, None, False, [])
     now = clock.now()
-    if row.next_step_at > now + tolerance:
-        return StepResult(row.state, row.next_step_at, False, [])
     plan = plan_of(row)
-    transition = lifecycle.next_state(row.state, plan)
-    assert transition is not None
-    new_state, _ = transition
-    # The step happens at its planned sandbox time, so durations add up exactly.
-    at = row.next_step_at
-    following = lifecycle.next_state(new_state, plan)
-    next_at = None if following is None else at + following[1]
-    values: dict[str, Any] = {"state": new_state, "updated_at": now, "next_step_at": next_at}
-    if new_state == lifecycle.RINGING:
-        values["ringing_at"] = at
-    elif new_state == lifecycle.ANSWERED:
-        values["answered_at"] = at
-    elif new_state == lifecycle.ENDED:
-        values["ended_at"] = at
-    result = await conn.execute(
-        update(calls).where(calls.c.id == call_id, calls.c.state == row.state).values(**values)
-    )
-    if result.rowcount != 1:  # another worker took this step
-        return StepResult(row.state, row.next_step_at, False, [])
+    call = SimpleNamespace(**row._mapping)
+    advanced = False
     jobs: list[JobSpec] = []
-    if new_state == lifecycle.ENDED:
-        jobs = await _finish(conn, row, plan, at, seed, rates)
-    return StepResult(new_state, next_at, True, jobs)
+    while call.next_step_at is not None and call.next_step_at <= now + tolerance:
+        transition = lifecycle.next_state(call.state, plan)
+        assert transition is not None
+        new_state, _ = transition
+        # The step happens at its planned sandbox time, so durations add up exactly.
+        at = call.next_step_at
+        following = lifecycle.next_state(new_state, plan)
+        next_at = None if following is None else at + following[1]
+        values: dict[str, Any] = {"state": new_state, "updated_at": now, "next_step_at": next_at}
+        if new_state == lifecycle.RINGING:
+            values["ringing_at"] = at
+        elif new_state == lifecycle.ANSWERED:
+            values["answered_at"] = at
+        elif new_state == lifecycle.ENDED:
+            values["ended_at"] = at
+        result = await conn.execute(
+            update(calls).where(calls.c.id == call_id, calls.c.state == call.state).values(**values)
+        )
+        if result.rowcount != 1:  # another worker took this step
+            break
+        advanced = True
+        if new_state == lifecycle.ENDED:
+            jobs = await _finish(conn, call, plan, at, seed, rates)
+        for key, value in values.items():
+            setattr(call, key, value)
+    return StepResult(call.state, call.next_step_at, advanced, jobs)
 
 
 async def _finish(
