@@ -11,7 +11,6 @@ compared with the integrator's real clock.
 from __future__ import annotations
 
 import time
-from datetime import UTC, datetime
 
 
 class Clock:
@@ -34,19 +33,12 @@ class Clock:
         """Wall time: for auth expiries and signature timestamps."""
         return time.time()
 
-    def now_dt(self) -> datetime:
-        return datetime.fromtimestamp(self.now(), UTC)
-
     def real_delay(self, sandbox_seconds: float) -> float:
         """Real seconds to wait for ``sandbox_seconds`` of sandbox time to pass."""
         return max(0.0, sandbox_seconds / self.scale)
 
     def real_delay_until(self, sandbox_ts: float) -> float:
         return self.real_delay(sandbox_ts - self.now())
-
-
-def to_dt(ts: float) -> datetime:
-    return datetime.fromtimestamp(ts, UTC)
 
 
 def iso(ts: float) -> str:

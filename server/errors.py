@@ -68,12 +68,6 @@ class AiAgentNotFound(ApiError):
     default_message = "No agent with that ID on this account."
 
 
-class MethodNotAllowed(ApiError):
-    code = "method_not_allowed"
-    status = 405
-    default_message = "Method not allowed."
-
-
 class AccountNotProvisioned(ApiError):
     code = "account_not_provisioned"
     status = 409
@@ -90,24 +84,6 @@ class DialerRequired(ApiError):
     code = "dialer_required"
     status = 409
     default_message = "The dialer add-on is required to originate calls."
-
-
-class Conflict(ApiError):
-    code = "conflict"
-    status = 409
-    default_message = "Conflict."
-
-
-class PayloadTooLarge(ApiError):
-    code = "payload_too_large"
-    status = 413
-    default_message = "Request body too large."
-
-
-class UnsupportedMediaType(ApiError):
-    code = "unsupported_media_type"
-    status = 415
-    default_message = "Content-Type must be application/json."
 
 
 class BalanceUnavailable(ApiError):

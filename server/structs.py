@@ -8,7 +8,7 @@ messages rather than msgspec's.
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Literal
 
 import msgspec
 
@@ -182,15 +182,3 @@ class CdrGenerated(Wire):
     count: int
     fromTime: str
     tillTime: str
-
-
-class ResetDone(Wire):
-    reset: bool
-    customerId: str
-    demoToken: str
-
-
-class JsonObject(msgspec.Struct):
-    """Placeholder for free-form JSON passed through untouched."""
-
-    value: dict[str, Any]
