@@ -44,8 +44,6 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
     port: int = 8080
     public_url: str | None = None
     """Base URL advertised in OAuth metadata and the startup banner. Unset: http://host:port."""
-    run_worker: bool = True
-    """Run an arq worker inside the API process (``serve``). ``api`` sets it False."""
     token_cache_ttl: float = 5.0
     """Seconds a verified token stays cached in a process; bounds cross-process revocation."""
     oauth_token_ttl: int = 3600

@@ -72,7 +72,7 @@ def app_factory() -> Litestar:
     """For ``uvicorn --factory`` with several API processes: settings from the environment,
     no in-process worker."""
     configure_logging()
-    settings = Settings.from_env(run_worker=False)
+    settings = Settings.from_env()
     return create_app(settings)
 
 
@@ -188,9 +188,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "serve":
         _run_uvicorn(settings, 1, with_worker=True)
     else:
-        _run_uvicorn(
-            msgspec.structs.replace(settings, run_worker=False), args.workers, with_worker=False
-        )
+        _run_uvicorn(settings, args.workers, with_worker=False)
     return 0
 
 
