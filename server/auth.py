@@ -70,18 +70,23 @@ class TokenVerifier:
         # One database lookup per token at a time: a burst of requests with a token the
         # cache has not seen yet waits for the first lookup instead of stampeding.
         self._inflight: dict[str, asyncio.Future[Principal | None]] = {}
+        # Bumped by every invalidation: a lookup that started before one is not cached.
+        self._generation = 0
 
     def invalidate_token(self, token_id: str) -> None:
+        self._generation += 1
         for key, (_, p) in list(self._cache.items()):
             if p is not None and p.token_id == token_id:
                 del self._cache[key]
 
     def invalidate_account(self, account_id: int) -> None:
+        self._generation += 1
         for key, (_, p) in list(self._cache.items()):
             if p is not None and p.account_id == account_id:
                 del self._cache[key]
 
     def clear(self) -> None:
+        self._generation += 1
         self._cache.clear()
 
     async def authenticate(self, authorization: str | None, scope: str | None) -> Principal:
@@ -126,6 +131,7 @@ class TokenVerifier:
             return await asyncio.shield(pending)
         future: asyncio.Future[Principal | None] = asyncio.get_running_loop().create_future()
         self._inflight[digest] = future
+        generation = self._generation
         try:
             principal = await self._fetch(digest)
         except BaseException as exc:
@@ -135,6 +141,8 @@ class TokenVerifier:
         finally:
             del self._inflight[digest]
         future.set_result(principal)
+        if generation != self._generation:
+            return principal  # invalidated meanwhile: answer, but do not cache
         self._cache[digest] = (now + self._ttl, principal)
         self._cache.move_to_end(digest)
         while len(self._cache) > self._max:

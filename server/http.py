@@ -8,7 +8,7 @@ import logging
 import re
 import time
 import uuid
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -128,6 +128,9 @@ class Tx:
     conn: AsyncConnection
     rt: Runtime
     after_commit: list[JobSpec] = field(default_factory=list)
+    on_commit: list[Callable[[], None]] = field(default_factory=list)
+    """Cache invalidations: run only once the change is visible to other connections,
+    or a concurrent refresh could cache the old state again."""
 
 
 TxDep = NamedDependency[Tx]
@@ -148,6 +151,8 @@ async def provide_tx(request: Request[Any, Any, Any]) -> AsyncGenerator[Tx, None
     async with write(rt.engine) as conn:
         tx = Tx(conn, rt)
         yield tx
+    for callback in tx.on_commit:
+        callback()
     if tx.after_commit:
         await rt.jobs.enqueue(tx.after_commit)
 

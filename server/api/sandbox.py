@@ -111,7 +111,7 @@ async def patch_account(request: Req, tx: TxDep, customer_id: FromPath[str]) -> 
     data = await read_struct(request, AccountPatch)
     account_id = _customer(customer_id)
     row = await account_service.patch(tx.conn, account_id, data)
-    tx.rt.verifier.invalidate_account(account_id)
+    tx.on_commit.append(lambda: tx.rt.verifier.invalidate_account(account_id))
     return account_service.account_view(row)
 
 
@@ -126,7 +126,7 @@ async def create_token(request: Req, tx: TxDep, customer_id: FromPath[str]) -> T
 @delete("/tokens/{token_id:str}", status_code=HTTP_200_OK)
 async def revoke_token(tx: TxDep, token_id: FromPath[str]) -> dict[str, Any]:
     await token_service.revoke(tx.conn, token_id, tx.rt.clock.real_now())
-    tx.rt.verifier.invalidate_token(token_id)
+    tx.on_commit.append(lambda: tx.rt.verifier.invalidate_token(token_id))
     return {"id": token_id, "revoked": True}
 
 
@@ -285,7 +285,7 @@ async def create_fault(request: Req, tx: TxDep) -> dict[str, Any]:
     if data.customerId is not None:
         account_id = (await account_service.get(tx.conn, _customer(data.customerId))).id
     rule: dict[str, Any] = await fault_service.create(tx.conn, data, account_id, tx.rt.clock.now())
-    tx.rt.faults.invalidate()
+    tx.on_commit.append(tx.rt.faults.invalidate)
     return rule
 
 
@@ -299,14 +299,14 @@ async def list_faults(request: Req) -> dict[str, Any]:
 @delete("/faults/{fault_id:str}", status_code=HTTP_200_OK)
 async def delete_fault(tx: TxDep, fault_id: FromPath[str]) -> dict[str, Any]:
     await fault_service.remove(tx.conn, fault_id)
-    tx.rt.faults.invalidate()
+    tx.on_commit.append(tx.rt.faults.invalidate)
     return {"id": fault_id, "deleted": True}
 
 
 @delete("/faults", status_code=HTTP_200_OK)
 async def delete_faults(tx: TxDep) -> dict[str, Any]:
     count = await fault_service.remove(tx.conn, None)
-    tx.rt.faults.invalidate()
+    tx.on_commit.append(tx.rt.faults.invalidate)
     return {"deleted": count}
 
 
@@ -315,9 +315,9 @@ async def reset(tx: TxDep) -> dict[str, Any]:
     rt = tx.rt
     # The clock is not reset: every process shares its anchor, and it only moves forward.
     await fixtures.wipe(tx.conn)
-    rt.faults.invalidate()
+    tx.on_commit.append(rt.faults.invalidate)
     customer = await fixtures.load(tx.conn, rt.clock.now(), rt.settings.seed, rt.rates)
-    rt.verifier.clear()
+    tx.on_commit.append(rt.verifier.clear)
     token = await token_service.mint_portal_token(
         tx.conn, customer, list(ALL_SCOPES), None, rt.clock.real_now()
     )
