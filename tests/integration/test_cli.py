@@ -13,6 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.support.contract import checked_client
 from tests.support.receiver import free_port
 
 CLI = Path(sys.executable).parent / "unlimcall-sandbox"
@@ -32,6 +33,7 @@ def test_serve_prints_what_to_call_and_stops_cleanly(backend: str, tmp_path: Pat
     if backend != "sqlite":
         pytest.skip("serve's embedded defaults are SQLite + embedded Redis")
     port = free_port()
+    http = checked_client(timeout=10)
     out = tmp_path / "serve.out"
     with out.open("wb") as sink:
         proc = subprocess.Popen(
@@ -42,7 +44,7 @@ def test_serve_prints_what_to_call_and_stops_cleanly(backend: str, tmp_path: Pat
         deadline = time.monotonic() + 30
         while True:
             try:
-                if httpx.get(f"{base}/readyz", timeout=1).status_code == 200:
+                if http.get(f"{base}/readyz", timeout=1).status_code == 200:
                     break
             except httpx.HTTPError:
                 pass
@@ -54,9 +56,9 @@ def test_serve_prints_what_to_call_and_stops_cleanly(backend: str, tmp_path: Pat
         admin = re.search(r"Admin token:\s+(\S+)", banner)
         demo = re.search(r"Demo token:\s+(unl_live_\S+)", banner)
         assert admin and demo, banner
-        me = httpx.get(f"{base}/v1/me", headers={"Authorization": f"Bearer {demo.group(1)}"})
+        me = http.get(f"{base}/v1/me", headers={"Authorization": f"Bearer {demo.group(1)}"})
         assert me.json()["customerId"] == "1042"
-        r = httpx.get(
+        r = http.get(
             f"{base}/_sandbox/clock", headers={"Authorization": f"Bearer {admin.group(1)}"}
         )
         assert r.status_code == 200
@@ -79,12 +81,12 @@ def test_serve_prints_what_to_call_and_stops_cleanly(backend: str, tmp_path: Pat
             timeout=60,
         ).stdout
         assert re.fullmatch(r"unl_live_[A-Za-z0-9_-]{32,}\n", token), token
-        balance = httpx.get(
+        balance = http.get(
             f"{base}/v1/balance", headers={"Authorization": f"Bearer {token.strip()}"}
         )
         assert balance.json()["balance"] == 42.7831
         assert (
-            httpx.get(
+            http.get(
                 f"{base}/v1/agents", headers={"Authorization": f"Bearer {token.strip()}"}
             ).status_code
             == 401
@@ -94,6 +96,7 @@ def test_serve_prints_what_to_call_and_stops_cleanly(backend: str, tmp_path: Pat
         assert proc.wait(30) in (0, -signal.SIGTERM), out.read_text()
         assert not sock.exists(), "the embedded Redis must stop with the sandbox"
     finally:
+        http.close()
         if proc.poll() is None:
             proc.kill()
             proc.wait()

@@ -11,6 +11,7 @@ import httpx
 import pytest
 
 from server import verify_signature
+from tests.support.contract import response_hook
 from tests.support.receiver import Receiver
 from tests.support.sandbox import Sandbox
 
@@ -73,7 +74,9 @@ async def test_drop_is_seen_by_a_real_client(clean: Sandbox) -> None:
     sb = clean
     h = sb.bearer(await sb.token(await sb.account()))
     await rule(sb, operation="listAgents", action="drop", count=1)
-    async with httpx.AsyncClient(base_url=sb.base_url) as raw:
+    async with httpx.AsyncClient(
+        base_url=sb.base_url, event_hooks={"response": [response_hook]}
+    ) as raw:
         with pytest.raises(httpx.RemoteProtocolError):
             await raw.get("/v1/agents", headers=h)
         assert (await raw.get("/v1/agents", headers=h)).status_code == 200

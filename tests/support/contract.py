@@ -145,6 +145,22 @@ def check_webhook_body(event_type: str, data: dict[str, Any]) -> None:
         raise ContractViolation(f"{event_type} body does not match: {errors[0].message}")
 
 
+def sync_response_hook(response: httpx.Response) -> None:
+    response.read()
+    check(
+        response.request.method,
+        response.request.url.path,
+        response.status_code,
+        response.headers,
+        response.content,
+    )
+
+
+def checked_client(timeout: float = 10.0) -> httpx.Client:
+    """A synchronous client whose every response is checked against the contract."""
+    return httpx.Client(timeout=timeout, event_hooks={"response": [sync_response_hook]})
+
+
 async def response_hook(response: httpx.Response) -> None:
     await response.aread()
     check(
