@@ -69,7 +69,9 @@ class TokenVerifier:
         self._cache: OrderedDict[str, tuple[float, Principal | None]] = OrderedDict()
         # One database lookup per token at a time: a burst of requests with a token the
         # cache has not seen yet waits for the first lookup instead of stampeding.
-        self._inflight: dict[str, asyncio.Future[Principal | None]] = {}
+        # In-flight lookups by digest, with the generation they started in: a caller
+        # arriving after an invalidation never joins a lookup that began before it.
+        self._inflight: dict[str, tuple[int, asyncio.Future[Principal | None]]] = {}
         # Bumped by every invalidation: a lookup that started before one is not cached.
         self._generation = 0
 
@@ -126,12 +128,12 @@ class TokenVerifier:
         hit = self._cache.get(digest)
         if hit is not None and hit[0] > now:
             return hit[1]
-        pending = self._inflight.get(digest)
-        if pending is not None:
-            return await asyncio.shield(pending)
-        future: asyncio.Future[Principal | None] = asyncio.get_running_loop().create_future()
-        self._inflight[digest] = future
         generation = self._generation
+        pending = self._inflight.get(digest)
+        if pending is not None and pending[0] == generation:
+            return await asyncio.shield(pending[1])
+        future: asyncio.Future[Principal | None] = asyncio.get_running_loop().create_future()
+        self._inflight[digest] = (generation, future)
         try:
             principal = await self._fetch(digest)
         except BaseException as exc:
@@ -139,7 +141,8 @@ class TokenVerifier:
             future.exception()  # retrieved: waiters re-raise it, nobody logs it as lost
             raise
         finally:
-            del self._inflight[digest]
+            if self._inflight.get(digest, (0, None))[1] is future:
+                del self._inflight[digest]
         future.set_result(principal)
         if generation != self._generation:
             return principal  # invalidated meanwhile: answer, but do not cache

@@ -9,6 +9,7 @@ firings across all processes together.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import random
 import time
@@ -169,6 +170,10 @@ _ALL_RULES = select(
 )
 
 
+def _candidates(rules: list[Rule], target: str, operation: str) -> list[Rule]:
+    return [r for r in rules if r.target == target and r.operation in (None, operation)]
+
+
 class FaultBook:
     """One process's view of the rules: cached for a second, spent in the database."""
 
@@ -178,22 +183,40 @@ class FaultBook:
         self._rules: list[Rule] = []
         self._expires = 0.0
         self._rng = random.Random(f"{seed}:faults")
+        # Bumped by every invalidation: a refresh that an invalidation overtook is never
+        # cached, and callers arriving after an invalidation never share an older refresh.
+        self._generation = 0
+        self._loading: asyncio.Future[list[Rule]] | None = None
+        self._loading_generation = -1
 
     def invalidate(self) -> None:
+        self._generation += 1
         self._expires = 0.0
 
     async def _all(self) -> list[Rule]:
-        now = time.monotonic()
-        if now >= self._expires:
-            # Claim the refresh first: requests arriving meanwhile use the rules they have.
-            self._expires = now + CACHE_TTL
+        if time.monotonic() < self._expires:
+            return self._rules
+        if self._loading is None or self._loading_generation != self._generation:
+            # One refresh per generation, shared by everyone who arrives while it runs.
+            self._loading_generation = self._generation
+            self._loading = asyncio.ensure_future(self._load(self._generation))
+        return await asyncio.shield(self._loading)
+
+    async def _load(self, generation: int) -> list[Rule]:
+        try:
             rows = await self._reads.all(_ALL_RULES, {})
-            self._rules = [
-                Rule(r[0], r[1], r[2], r[3], r[4], json.loads(r[5]), r[6], r[7] is not None)
-                for r in rows
-                if r[7] is None or r[7] > 0
-            ]
-        return self._rules
+        finally:
+            if self._loading_generation == generation:
+                self._loading = None
+        rules = [
+            Rule(r[0], r[1], r[2], r[3], r[4], json.loads(r[5]), r[6], r[7] is not None)
+            for r in rows
+            if r[7] is None or r[7] > 0
+        ]
+        if generation == self._generation:
+            self._rules = rules
+            self._expires = time.monotonic() + CACHE_TTL
+        return rules
 
     async def may_delay_any(self) -> bool:
         """Whether any webhook rule could delay a delivery (the claim is made before the
@@ -204,19 +227,16 @@ class FaultBook:
         )
 
     async def needs_account(self, target: str, operation: str) -> bool:
-        return any(r.account_id is not None for r in await self._candidates(target, operation))
-
-    async def _candidates(self, target: str, operation: str) -> list[Rule]:
-        return [
-            r for r in await self._all() if r.target == target and r.operation in (None, operation)
-        ]
+        rules = await self._all()
+        return any(r.account_id is not None for r in _candidates(rules, target, operation))
 
     async def fire(self, target: str, operation: str, account_id: int | None) -> list[Rule]:
         """The rules that fire for this request or delivery (probability and count)."""
         fired: list[Rule] = []
-        if not await self._all():
+        rules = await self._all()
+        if not rules:
             return fired
-        for rule in await self._candidates(target, operation):
+        for rule in _candidates(rules, target, operation):
             if rule.account_id is not None and rule.account_id != account_id:
                 continue
             if self._rng.random() >= rule.probability:
