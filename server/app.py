@@ -19,6 +19,7 @@ from server.api.sandbox import sandbox_router
 from server.api.v1 import v1_router
 from server.db.engine import read
 from server.errors import ServiceUnavailable
+from server.fastpath import FastPath
 from server.http import RequestLogMiddleware, handle_exception, runtime
 from server.metrics import RequestMetrics
 from server.metrics import render as render_metrics
@@ -97,7 +98,10 @@ def create_app(settings: Settings, background: Sequence[Background] = ()) -> Lit
     # Outside Litestar's router, so that 404s and 405s get a request id and a log line too.
     app.state.request_metrics = RequestMetrics()
     app.asgi_handler = RequestLogMiddleware(
-        app.asgi_handler, app.state.request_metrics, enabled=settings.log_requests
+        app.asgi_handler,
+        app.state.request_metrics,
+        enabled=settings.log_requests,
+        fast=FastPath(app),
     )
     app.state.settings = settings
     app.state.contract_bytes = contract_bytes

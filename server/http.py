@@ -8,7 +8,7 @@ import logging
 import re
 import time
 import uuid
-from collections.abc import AsyncGenerator, Callable
+from collections.abc import AsyncGenerator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -186,8 +186,15 @@ class RequestLogMiddleware:
     """Gives every response an ``X-Request-Id`` (the caller's, when it is sane) and writes
     one JSON log line per request with the same id, route, status and latency."""
 
-    def __init__(self, app: ASGIApp, metrics: RequestMetrics, enabled: bool = True) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        metrics: RequestMetrics,
+        enabled: bool = True,
+        fast: Callable[[HTTPScope, Send], Awaitable[bool]] | None = None,
+    ) -> None:
         self.app = app
+        self.fast = fast
         self.enabled = enabled
         self.metrics = metrics
         # Request ids: a random per-process prefix and a counter (uuid4 per request showed
@@ -238,7 +245,8 @@ class RequestLogMiddleware:
             await send(message)
 
         try:
-            await self.app(scope, receive, send_wrapper)
+            if self.fast is None or not await self.fast(http_scope, send_wrapper):
+                await self.app(scope, receive, send_wrapper)
         finally:
             elapsed = time.perf_counter() - started
             self.metrics.observe(http_scope["method"], _route_of(scope), status, elapsed)

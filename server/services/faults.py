@@ -218,6 +218,13 @@ class FaultBook:
             self._expires = time.monotonic() + CACHE_TTL
         return rules
 
+    def quiet(self, target: str, operation: str) -> bool:
+        """Known, without waiting, that no rule applies to ``operation``: the cached rules
+        are fresh and none targets it. (False also when the cache needs a refresh.)"""
+        if time.monotonic() >= self._expires:
+            return False
+        return not _candidates(self._rules, target, operation)
+
     async def may_delay_any(self) -> bool:
         """Whether any webhook rule could delay a delivery (the claim is made before the
         event type is known, so any delaying rule lengthens the lease)."""
