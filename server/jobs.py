@@ -9,8 +9,12 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from typing import Any
 
 from arq.connections import ArqRedis, RedisSettings, create_pool
+from arq.constants import job_key_prefix, result_key_prefix
+from arq.jobs import serialize_job
+from arq.utils import timestamp_ms
 
 log = logging.getLogger("unlimcall.jobs")
 
@@ -38,19 +42,49 @@ async def connect(url: str) -> ArqRedis:
     return await create_pool(redis_settings(url), default_queue_name=QUEUE)
 
 
+# arq's enqueue_job, in one atomic round trip for any number of jobs: skip a job whose id
+# is queued or has a result (arq's uniqueness rule), else store it and schedule it. arq's
+# own takes three round trips per job (WATCH, EXISTS, MULTI/EXEC).
+_ENQUEUE = """
+local queued = 0
+for i = 3, #ARGV, 4 do
+  local job_id = ARGV[i]
+  local job_key = ARGV[1] .. job_id
+  if redis.call('exists', job_key, ARGV[2] .. job_id) == 0 then
+    redis.call('psetex', job_key, ARGV[i + 1], ARGV[i + 2])
+    redis.call('zadd', KEYS[1], ARGV[i + 3], job_id)
+    queued = queued + 1
+  end
+end
+return queued
+"""
+
+
 class JobQueue:
     def __init__(self, redis: ArqRedis) -> None:
         self.redis = redis
+        self._script = redis.register_script(_ENQUEUE)
 
-    async def enqueue(self, specs: list[JobSpec]) -> None:
+    async def enqueue(self, specs: list[JobSpec]) -> int:
+        """Queue ``specs`` (as arq's ``enqueue_job`` would); returns how many were new."""
+        if not specs:
+            return 0
+        now_ms = timestamp_ms()
+        args: list[Any] = [job_key_prefix, result_key_prefix]
         for spec in specs:
-            try:
-                await self.redis.enqueue_job(
-                    spec.name,
-                    spec.arg,
-                    _job_id=spec.job_id,
-                    _defer_by=spec.delay if spec.delay > 0 else None,
-                    _queue_name=QUEUE,
-                )
-            except Exception:  # Redis down: the sweep will re-enqueue from the database.
-                log.warning("could not enqueue %s %s; the sweep will retry", spec.name, spec.arg)
+            score = now_ms + (round(spec.delay * 1000) if spec.delay > 0 else 0)
+            job = serialize_job(
+                spec.name, (spec.arg,), {}, None, now_ms, serializer=self.redis.job_serializer
+            )
+            expires_ms = score - now_ms + self.redis.expires_extra_ms
+            args += [spec.job_id, expires_ms, job, score]
+        try:
+            queued: int = await self._script(keys=[QUEUE], args=args)
+        except Exception:  # Redis down: the sweep will re-enqueue from the database.
+            log.warning(
+                "could not enqueue %d job(s) (%s ...); the sweep will retry",
+                len(specs),
+                specs[0].job_id,
+            )
+            return 0
+        return queued

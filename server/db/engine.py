@@ -12,6 +12,7 @@ holding the lock must never wait for a pooled connection behind a crowd of reade
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 import time
 import weakref
 from collections.abc import AsyncIterator, Callable
@@ -42,6 +43,11 @@ class SyncConnection:
 
     def __init__(self, conn: Connection) -> None:
         self._conn = conn
+        # The sqlite3 connection under it, for ``server.db.fastsql``'s raw statements (the
+        # transaction is the same: SQLAlchemy issued its BEGIN on this connection).
+        driver = conn.connection.driver_connection
+        assert isinstance(driver, sqlite3.Connection)
+        self.driver_connection = driver
 
     @property
     def dialect(self) -> Dialect:

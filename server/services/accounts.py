@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from server.clock import iso
 from server.db.fastread import FastReads
+from server.db.fastsql import run
 from server.db.tables import accounts, agents
 from server.errors import InvalidInput, NotFound
 from server.phone import is_e164
@@ -221,5 +222,10 @@ async def get_agent_for(conn: AsyncConnection, account_id: int, agent_id: str) -
     accounts' agents: their existence is never revealed)."""
     if not agent_id.isdigit() or len(agent_id) > 15:
         return None
-    stmt = select(agents).where(agents.c.id == int(agent_id), agents.c.account_id == account_id)
-    return (await conn.execute(stmt)).first()
+    params = {"w_id": int(agent_id), "w_account": account_id}
+    return (await run(conn, _AGENT_FOR, params)).first()
+
+
+_AGENT_FOR = select(agents).where(
+    agents.c.id == bindparam("w_id"), agents.c.account_id == bindparam("w_account")
+)

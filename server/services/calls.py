@@ -13,11 +13,12 @@ from dataclasses import dataclass
 from types import SimpleNamespace
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from server import lifecycle
 from server.clock import Clock, iso
+from server.db.fastsql import run
 from server.db.tables import accounts, agents, calls
 from server.errors import (
     AccountNotProvisioned,
@@ -61,6 +62,22 @@ def _validate(body: Any) -> tuple[str, str, str | None]:
     return agent_id, to_number, from_number
 
 
+# Hot-path statements (``server.db.fastsql``): built once, bound per call.
+_ACCOUNT = select(accounts).where(accounts.c.id == bindparam("w_account"))
+_INSERT_CALL = calls.insert()
+_CALL = select(calls).where(calls.c.id == bindparam("w_id"))
+_STEP = update(calls).where(calls.c.id == bindparam("w_id"), calls.c.state == bindparam("w_state"))
+_AGENT = select(agents.c.caller_id, agents.c.sip_username, agents.c.did).where(
+    agents.c.id == bindparam("w_id")
+)
+_CURRENCY = select(accounts.c.currency).where(accounts.c.id == bindparam("w_id"))
+_DEBIT = (
+    update(accounts)
+    .where(accounts.c.id == bindparam("w_id"))
+    .values(balance_e4=accounts.c.balance_e4 - bindparam("w_e4"))
+)
+
+
 def job_for(call_id: str, state: str, delay: float) -> JobSpec:
     """The job that advances ``call_id`` out of ``state``; its id makes duplicates no-ops."""
     return JobSpec(SIMULATE_CALL, call_id, f"call:{call_id}:{state}", delay)
@@ -69,7 +86,7 @@ def job_for(call_id: str, state: str, delay: float) -> JobSpec:
 async def originate(tx: Tx, account_id: int, body: Any) -> CallQueued:
     agent_id, to_number, from_number = _validate(body)
     conn, rt = tx.conn, tx.rt
-    account = (await conn.execute(select(accounts).where(accounts.c.id == account_id))).one()
+    account = (await run(conn, _ACCOUNT, {"w_account": account_id})).one()
     if not account.engine_configured:
         raise EngineNotConfigured()
     if not account.provisioned:
@@ -90,24 +107,26 @@ async def originate(tx: Tx, account_id: int, body: Any) -> CallQueued:
     plan = lifecycle.plan_call(rt.settings.seed, seq, to_number)
     now = rt.clock.now()
     _, wait = lifecycle.next_state(lifecycle.QUEUED, plan) or ("", 0)
-    await conn.execute(
-        calls.insert().values(
-            id=call_id,
-            seq=seq,
-            account_id=account_id,
-            agent_id=agent.id,
-            to_number=to_number,
-            from_number=from_number,
-            state=lifecycle.QUEUED,
-            outcome=plan.outcome,
-            scenario=plan.scenario,
-            ring_sec=plan.ring_sec,
-            talk_sec=plan.talk_sec,
-            sentiment=plan.sentiment,
-            created_at=now,
-            updated_at=now,
-            next_step_at=now + wait,
-        )
+    await run(
+        conn,
+        _INSERT_CALL,
+        {
+            "id": call_id,
+            "seq": seq,
+            "account_id": account_id,
+            "agent_id": agent.id,
+            "to_number": to_number,
+            "from_number": from_number,
+            "state": lifecycle.QUEUED,
+            "outcome": plan.outcome,
+            "scenario": plan.scenario,
+            "ring_sec": plan.ring_sec,
+            "talk_sec": plan.talk_sec,
+            "sentiment": plan.sentiment,
+            "created_at": now,
+            "updated_at": now,
+            "next_step_at": now + wait,
+        },
     )
     tx.after_commit.append(job_for(call_id, lifecycle.QUEUED, rt.clock.real_delay(wait)))
     return CallQueued(callId=call_id, status=lifecycle.QUEUED)
@@ -144,14 +163,14 @@ async def step(
 ) -> StepResult | None:
     """Advance the call through every transition that is due, in this one transaction
     (at high time scales that is the whole call). None: no such call."""
-    row = (await conn.execute(select(calls).where(calls.c.id == call_id))).first()
+    row = (await run(conn, _CALL, {"w_id": call_id})).first()
     if row is None:
         return None
     if row.state == lifecycle.ENDED or row.next_step_at is None:
         return StepResult(row.state, None, False, [])
     now = clock.now()
     plan = plan_of(row)
-    call = SimpleNamespace(**row._mapping)
+    call = SimpleNamespace(**row._asdict())
     advanced = False
     jobs: list[JobSpec] = []
     while call.next_step_at is not None and call.next_step_at <= now + tolerance:
@@ -169,9 +188,7 @@ async def step(
             values["answered_at"] = at
         elif new_state == lifecycle.ENDED:
             values["ended_at"] = at
-        result = await conn.execute(
-            update(calls).where(calls.c.id == call_id, calls.c.state == call.state).values(**values)
-        )
+        result = await run(conn, _STEP, {**values, "w_id": call_id, "w_state": call.state})
         if result.rowcount != 1:  # another worker took this step
             break
         advanced = True
@@ -186,10 +203,8 @@ async def _finish(
     conn: AsyncConnection, row: Any, plan: Plan, ended_at: float, seed: int, rates: RateTable
 ) -> list[JobSpec]:
     """The end of a call: CDR, balance debit, events — one transaction with the step."""
-    agent = (await conn.execute(select(agents).where(agents.c.id == row.agent_id))).one()
-    account = (
-        await conn.execute(select(accounts.c.currency).where(accounts.c.id == row.account_id))
-    ).one()
+    agent = (await run(conn, _AGENT, {"w_id": row.agent_id})).one()
+    account = (await run(conn, _CURRENCY, {"w_id": row.account_id})).one()
     start = row.ringing_at if row.ringing_at is not None else row.created_at
     duration = int(round(ended_at - start))
     billsec = 0
@@ -218,10 +233,8 @@ async def _finish(
         },
     )
     if cents:
-        await conn.execute(
-            update(accounts)
-            .where(accounts.c.id == row.account_id)
-            .values(balance_e4=accounts.c.balance_e4 - cents * (account_service.E4 // 100))
+        await run(
+            conn, _DEBIT, {"w_id": row.account_id, "w_e4": cents * (account_service.E4 // 100)}
         )
     base = {
         "callId": row.id,

@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from server.clock import iso
 from server.db.fastread import FastReads
+from server.db.fastsql import run
 from server.db.tables import agents, cdrs
 from server.errors import InvalidInput, InvalidTimestamp, TillMustBeAfterFrom, WindowTooWide
 from server.ids import next_counter
@@ -190,7 +191,10 @@ def cdr_id(start_time: float, seq: int) -> str:
 
 
 async def insert_one(conn: AsyncConnection, values: dict[str, Any]) -> None:
-    await conn.execute(cdrs.insert(), {**values, "wire": wire_of(values)})
+    await run(conn, _INSERT, {**values, "wire": wire_of(values)})
+
+
+_INSERT = cdrs.insert()
 
 
 # Destinations for generated history: (E.164 prefix, national digits to add).

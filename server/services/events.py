@@ -6,15 +6,25 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from server.clock import iso
+from server.db.fastsql import run
 from server.db.tables import deliveries, events, hooks
 from server.ids import derived_uuid
 from server.jobs import DELIVER_WEBHOOK, JobSpec
 
 EVENT_TYPES = ("call.ended", "call.transferred", "disposition.set", "dnc.added", "lead.completed")
+
+
+_INSERT_EVENT = events.insert()
+_INSERT_DELIVERY = deliveries.insert()
+_SUBSCRIBED = select(hooks.c.id).where(
+    hooks.c.account_id == bindparam("w_account"),
+    hooks.c.event == bindparam("w_event"),
+    hooks.c.active.is_(True),
+)
 
 
 def delivery_job(delivery_id: str, attempt: int, delay: float = 0.0) -> JobSpec:
@@ -42,29 +52,21 @@ async def emit(
 ) -> list[JobSpec]:
     """Write the event and its deliveries; returns the jobs to enqueue after commit."""
     body = body_of(event_type, event_id, now, payload)
-    await conn.execute(
-        events.insert().values(
-            id=event_id,
-            account_id=account_id,
-            type=event_type,
-            call_id=call_id,
-            payload=json.dumps(body, separators=(",", ":"), ensure_ascii=False),
-            created_at=now,
-        )
+    await run(
+        conn,
+        _INSERT_EVENT,
+        {
+            "id": event_id,
+            "account_id": account_id,
+            "type": event_type,
+            "call_id": call_id,
+            "payload": json.dumps(body, separators=(",", ":"), ensure_ascii=False),
+            "created_at": now,
+        },
     )
     hook_ids = (
-        (
-            await conn.execute(
-                select(hooks.c.id).where(
-                    hooks.c.account_id == account_id,
-                    hooks.c.event == event_type,
-                    hooks.c.active.is_(True),
-                )
-            )
-        )
-        .scalars()
-        .all()
-    )
+        await run(conn, _SUBSCRIBED, {"w_account": account_id, "w_event": event_type})
+    ).scalars()
     rows = [
         {
             "id": derived_uuid(seed, "delivery", event_id, hook_id),
@@ -80,7 +82,7 @@ async def emit(
         for hook_id in hook_ids
     ]
     if rows:
-        await conn.execute(deliveries.insert(), rows)
+        await run(conn, _INSERT_DELIVERY, rows)
     return [delivery_job(r["id"], 1) for r in rows]
 
 
