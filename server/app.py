@@ -101,7 +101,7 @@ def create_app(settings: Settings, background: Sequence[Background] = ()) -> Lit
         app.asgi_handler,
         app.state.request_metrics,
         enabled=settings.log_requests,
-        fast=FastPath(app),
+        fast=FastPath(app, settings.max_body_bytes),
     )
     app.state.settings = settings
     app.state.contract_bytes = contract_bytes

@@ -1,11 +1,13 @@
-"""The fast path of the hottest reads: ``GET /v1/me``, ``/v1/balance`` and ``/v1/cdrs``.
+"""The fast path of the hottest operations: ``GET /v1/me``, ``/v1/balance``, ``/v1/cdrs``
+and ``POST /v1/calls``.
 
 Integrators' CI loops and dashboards poll these; Litestar's routing, dependency injection
 and response machinery cost more than the work itself. An ordinary request (no ``Prefer``,
 no ``Origin``, no fault rule for the operation, one valid token with the scope, simple
-query parameters) is answered here, by the same functions the Litestar handlers call.
-Anything else, and every error, falls through to Litestar untouched: errors are rendered
-in one place only, and the answer is the same byte for byte either way.
+query parameters, a JSON body within the size limit) is answered here, by the same
+functions the Litestar handlers call, in the same order (auth, body, transaction, commit,
+jobs). Anything else, and every error, goes on to Litestar with the body it would have
+read: errors are rendered in one place only, and the answer is the same either way.
 """
 
 from __future__ import annotations
@@ -15,14 +17,18 @@ from collections.abc import Awaitable, Callable
 
 import msgspec
 from litestar import Litestar
-from litestar.types import HTTPScope, Send
+from litestar.types import HTTPReceiveMessage, HTTPScope, Receive, ReceiveMessage, Send
 
 from server.api.v1 import balance_of, cdrs_of, me_of
 from server.auth import Principal
+from server.db.engine import write
 from server.errors import ApiError
+from server.http import Tx, committed, json_media
 from server.runtime import Runtime
+from server.services import calls as call_service
 
 _encode = msgspec.json.Encoder().encode
+_decode = msgspec.json.Decoder().decode
 Handler = Callable[[Runtime, Principal, bytes], Awaitable[bytes | None]]
 
 # /v1/cdrs query strings taken here: each of from/till/limit at most once, values of
@@ -50,44 +56,81 @@ async def _cdrs(rt: Runtime, principal: Principal, query: bytes) -> bytes | None
     return await cdrs_of(rt, principal, params.get("from"), params.get("till"), params.get("limit"))
 
 
-# path -> (operation, scope, handler)
-_ROUTES: dict[str, tuple[str, str | None, Handler]] = {
+# (method, path) -> (operation, scope, handler); the POST handler is _originate.
+_READS: dict[str, tuple[str, str | None, Handler]] = {
     "/v1/me": ("getMe", None, _me),
     "/v1/balance": ("getBalance", "read:balance", _balance),
     "/v1/cdrs": ("listCdrs", "read:cdrs", _cdrs),
 }
+_ORIGINATE = ("originateCall", "write:calls")
+
+
+def _replay(body: bytes, more: bool, receive: Receive) -> Receive:
+    """A ``receive`` that first gives back the body already read, then the rest."""
+    pending: list[HTTPReceiveMessage] = [{"type": "http.request", "body": body, "more_body": more}]
+
+    async def again() -> ReceiveMessage:
+        return pending.pop() if pending else await receive()
+
+    return again
 
 
 class FastPath:
-    def __init__(self, app: Litestar) -> None:
+    def __init__(self, app: Litestar, max_body: int) -> None:
         self._app = app
+        self._max_body = max_body
 
-    async def __call__(self, scope: HTTPScope, send: Send) -> bool:
-        """Answer the request if it is an ordinary one; False when Litestar must."""
-        route = _ROUTES.get(scope["path"])
-        if route is None or scope["method"] != "GET":
-            return False
+    async def __call__(self, scope: HTTPScope, receive: Receive, send: Send) -> Receive | None:
+        """None once the request is answered; otherwise the ``receive`` Litestar must read
+        the request body from."""
+        method = scope["method"]
+        if method == "GET":
+            route = _READS.get(scope["path"])
+            if route is None:
+                return receive
+            operation, token_scope = route[0], route[1]
+        elif method == "POST" and scope["path"] == "/v1/calls":
+            route = None
+            operation, token_scope = _ORIGINATE
+        else:
+            return receive
         rt: Runtime | None = getattr(self._app.state, "rt", None)
-        operation, token_scope, handler = route
         if rt is None or not rt.faults.quiet("api", operation):
-            return False
+            return receive
         authorization: bytes | None = None
+        content_type = b""
         for name, value in scope["headers"]:
             if name == b"authorization":
                 if authorization is not None:
-                    return False
+                    return receive
                 authorization = value
+            elif name == b"content-type":
+                content_type = value
             elif name == b"prefer" or name == b"origin":
-                return False
+                return receive
         if authorization is None:
-            return False
+            return receive
         try:
             principal = await rt.verifier.authenticate(authorization.decode("latin-1"), token_scope)
-            body = await handler(rt, principal, scope["query_string"])
         except ApiError:
-            return False
-        if body is None:
-            return False
+            return receive
+        if route is not None:
+            try:
+                body = await route[2](rt, principal, scope["query_string"])
+            except ApiError:
+                return receive
+            if body is None:
+                return receive
+        else:
+            if not json_media(content_type.decode("latin-1")):
+                return receive
+            raw, more, over = await self._read(receive)
+            if over:
+                return _replay(raw, more, receive)  # too large: Litestar answers 413
+            try:
+                body = await self._originate(rt, principal, raw)
+            except (ApiError, msgspec.DecodeError, UnicodeDecodeError, RecursionError):
+                return _replay(raw, False, receive)
         scope["path_template"] = scope["path"]  # the route label of metrics and logs
         await send(
             {
@@ -100,4 +143,35 @@ class FastPath:
             }
         )
         await send({"type": "http.response.body", "body": body, "more_body": False})
-        return True
+        return None
+
+    async def _read(self, receive: Receive) -> tuple[bytes, bool, bool]:
+        """The body, or its first chunks once past the size limit; whether more is left
+        to read; whether it is over the limit."""
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            message = await receive()
+            if message["type"] != "http.request":
+                return b"".join(chunks), False, False  # the client went away
+            chunk = message.get("body", b"")
+            chunks.append(chunk)
+            size += len(chunk)
+            more = message.get("more_body", False)
+            if size > self._max_body:
+                return b"".join(chunks), more, True
+            if not more:
+                return b"".join(chunks), False, False
+
+    @staticmethod
+    async def _originate(rt: Runtime, principal: Principal, raw: bytes) -> bytes:
+        """``POST /v1/calls`` exactly as its Litestar handler runs it; raises what it does
+        (the transaction is rolled back; Litestar then answers the same error)."""
+        if not raw.strip():
+            raise msgspec.DecodeError("empty body")
+        payload = _decode(raw)
+        async with write(rt.engine) as conn:
+            tx = Tx(conn, rt)
+            queued = await call_service.originate(tx, principal.account_id, payload)
+        await committed(tx)
+        return _encode(queued)

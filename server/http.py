@@ -87,16 +87,20 @@ def handle_exception(request: Request[Any, Any, Any], exc: Exception) -> Respons
     return envelope(500, "internal_error", "Internal error; see the sandbox log.")
 
 
+def json_media(content_type: str) -> bool:
+    """Whether a Content-Type header (or its absence: "") announces JSON."""
+    media = content_type.split(";", 1)[0].strip().lower()
+    return (
+        not media
+        or media == _JSON
+        or (media.startswith("application/") and media.endswith("+json"))
+    )
+
+
 async def read_json(request: Request[Any, Any, Any]) -> Any:
     """The body as JSON, or ``invalid_input`` for a wrong content type, bad UTF-8 or bad
     JSON. A missing Content-Type is accepted (curl ``-d`` users)."""
-    ctype = request.headers.get("content-type", "")
-    media = ctype.split(";", 1)[0].strip().lower()
-    if (
-        media
-        and media != _JSON
-        and not (media.startswith("application/") and media.endswith("+json"))
-    ):
+    if not json_media(request.headers.get("content-type", "")):
         raise InvalidInput("Content-Type must be application/json.")
     body = await request.body()
     if not body.strip():
@@ -151,10 +155,15 @@ async def provide_tx(request: Request[Any, Any, Any]) -> AsyncGenerator[Tx, None
     async with write(rt.engine) as conn:
         tx = Tx(conn, rt)
         yield tx
+    await committed(tx)
+
+
+async def committed(tx: Tx) -> None:
+    """What follows a commit: cache invalidations, then the jobs the transaction queued."""
     for callback in tx.on_commit:
         callback()
     if tx.after_commit:
-        await rt.jobs.enqueue(tx.after_commit)
+        await tx.rt.jobs.enqueue(tx.after_commit)
 
 
 async def provide_authed_tx(
@@ -191,7 +200,7 @@ class RequestLogMiddleware:
         app: ASGIApp,
         metrics: RequestMetrics,
         enabled: bool = True,
-        fast: Callable[[HTTPScope, Send], Awaitable[bool]] | None = None,
+        fast: Callable[[HTTPScope, Receive, Send], Awaitable[Receive | None]] | None = None,
     ) -> None:
         self.app = app
         self.fast = fast
@@ -245,8 +254,12 @@ class RequestLogMiddleware:
             await send(message)
 
         try:
-            if self.fast is None or not await self.fast(http_scope, send_wrapper):
-                await self.app(scope, receive, send_wrapper)
+            # The fast path answers (None), or gives Litestar what to read the body from.
+            rest = (
+                receive if self.fast is None else await self.fast(http_scope, receive, send_wrapper)
+            )
+            if rest is not None:
+                await self.app(scope, rest, send_wrapper)
         finally:
             elapsed = time.perf_counter() - started
             self.metrics.observe(http_scope["method"], _route_of(scope), status, elapsed)

@@ -23,10 +23,10 @@ class Taken:
         self.inner = self.middleware.fast
         self.log: list[bool] = []
 
-    async def __call__(self, scope: Any, send: Any) -> bool:
-        answered: bool = await self.inner(scope, send)
-        self.log.append(answered)
-        return answered
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> Any:
+        rest = await self.inner(scope, receive, send)
+        self.log.append(rest is None)
+        return rest
 
     def last(self) -> bool:
         return self.log[-1]
@@ -130,3 +130,52 @@ async def test_a_revoked_token_is_refused_at_once(sandbox: Sandbox, taken: Taken
     r = await sb.client.delete(f"/_sandbox/tokens/{token_id}", headers=sb.admin)
     assert r.status_code == 200
     assert (await sb.client.get("/v1/balance", headers=h)).status_code == 401
+
+
+async def test_originate_on_the_fast_path(sandbox: Sandbox, taken: Taken) -> None:
+    sb = sandbox
+    _, token, agent_id = await sb.customer_with_agent()
+    h = {**sb.bearer(token), "Content-Type": "application/json"}
+    body = {"aiAgentId": agent_id, "toNumber": "+15005550002"}
+    await sb.client.post("/v1/calls", json=body, headers=h)  # warms the fault-rule cache
+    r = await sb.client.post("/v1/calls", json=body, headers=h)
+    assert taken.last() and r.status_code == 200
+    assert r.json()["status"] == "queued"
+    assert r.headers["content-type"] == "application/json"
+    call = await sb.wait_call(r.json()["callId"])
+    assert call["state"] == "ended" and call["outcome"] == "busy"
+
+
+async def test_originate_errors_are_litestars(sandbox: Sandbox, taken: Taken) -> None:
+    sb = sandbox
+    _, token, agent_id = await sb.customer_with_agent()
+    auth = sb.bearer(token)
+    json_h = {**auth, "Content-Type": "application/json"}
+    ok = f'{{"aiAgentId": "{agent_id}", "toNumber": "+14155551234"}}'.encode()
+    for _ in range(2):  # the first warms the fault-rule cache
+        await sb.client.post("/v1/calls", content=ok, headers=json_h)
+    assert taken.last()
+    cases: list[tuple[bytes, dict[str, str], int, str]] = [
+        (b"{", json_h, 400, "invalid_input"),
+        (b"", json_h, 400, "invalid_input"),
+        (b"   ", json_h, 400, "invalid_input"),
+        (b"\xff\xfe", json_h, 400, "invalid_input"),
+        (b"[1, 2]", json_h, 400, "invalid_input"),
+        (b"[" * 50_000, json_h, 400, "invalid_input"),
+        (ok, {**auth, "Content-Type": "text/plain"}, 400, "invalid_input"),
+        (b'{"aiAgentId": "999999", "toNumber": "+14155551234"}', json_h, 404, "ai_agent_not_found"),
+        (f'{{"aiAgentId": "{agent_id}", "toNumber": "12"}}'.encode(), json_h, 400, "invalid_input"),
+        (
+            f'{{"aiAgentId": "{agent_id}", "toNumber": "+15005550001"}}'.encode(),
+            json_h,
+            502,
+            "originate_failed",
+        ),
+        (b'{"pad": "' + b"x" * (2 * 1024 * 1024) + b'"}', json_h, 413, "payload_too_large"),
+    ]
+    for content, headers, status, code in cases:
+        r = await sb.client.post("/v1/calls", content=content, headers=headers)
+        assert (content[:20], r.status_code, r.json()["error"]) == (content[:20], status, code)
+        assert not taken.last()  # the fast path had a look, then Litestar read the body
+    r = await sb.client.post("/v1/calls", content=ok, headers=json_h)
+    assert r.status_code == 200 and taken.last()
