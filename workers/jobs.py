@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from dataclasses import replace
 from typing import Any
 
-import httpx
+import aiohttp
 
 from server.db.engine import read, write
 from server.jobs import JobSpec
@@ -130,7 +130,7 @@ def policy(rt: Runtime) -> RetryPolicy:
 
 
 async def send(
-    http: httpx.AsyncClient,
+    http: aiohttp.ClientSession,
     claim: delivery_service.Claim,
     timeout: float,
     chaos: Sequence[Rule] = (),
@@ -161,7 +161,10 @@ async def send(
 
 
 async def _post(
-    http: httpx.AsyncClient, claim: delivery_service.Claim, headers: dict[str, str], timeout: float
+    http: aiohttp.ClientSession,
+    claim: delivery_service.Claim,
+    headers: dict[str, str],
+    timeout: float,
 ) -> delivery_service.Outcome:
     started = time.perf_counter()
 
@@ -170,19 +173,21 @@ async def _post(
 
     try:
         async with asyncio.timeout(timeout):
-            async with http.stream(
-                "POST", claim.target_url, content=claim.body, headers=headers
+            async with http.post(
+                claim.target_url, data=claim.body, headers=headers, allow_redirects=False
             ) as resp:
                 kept = bytearray()
-                async for chunk in resp.aiter_bytes():
-                    kept += chunk
-                    if len(kept) >= delivery_service.BODY_KEEP:
+                while len(kept) < delivery_service.BODY_KEEP:
+                    chunk = await resp.content.read(delivery_service.BODY_KEEP - len(kept))
+                    if not chunk:
                         break
-                text = bytes(kept[: delivery_service.BODY_KEEP]).decode("utf-8", "replace")
-                return delivery_service.Outcome(resp.status_code, elapsed(), None, text)
+                    kept += chunk
+                text = bytes(kept).decode("utf-8", "replace")
+                return delivery_service.Outcome(resp.status, elapsed(), None, text)
     except TimeoutError:
         return delivery_service.Outcome(None, elapsed(), f"timeout after {timeout:g}s", None)
-    except httpx.HTTPError as exc:
+    except (aiohttp.ClientError, ValueError) as exc:
+        # ValueError: a target URL aiohttp cannot use (the API validated it already).
         return delivery_service.Outcome(
             None, elapsed(), f"{type(exc).__name__}: {exc}"[:500] or type(exc).__name__, None
         )

@@ -14,10 +14,11 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import and_, or_, select, update
+from sqlalchemy import and_, bindparam, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from server.clock import iso
+from server.db.fastsql import run
 from server.db.tables import deliveries, delivery_attempts, events, hooks
 from server.errors import InvalidInput, NotFound
 from server.jobs import JobSpec
@@ -64,6 +65,44 @@ class Outcome:
         return "retry"
 
 
+# Hot-path statements (``server.db.fastsql``): built once, bound per attempt.
+_CLAIMABLE = (
+    select(
+        deliveries.c.attempts,
+        deliveries.c.account_id,
+        deliveries.c.event_type,
+        deliveries.c.first_attempt_at,
+        hooks.c.target_url,
+        hooks.c.secret,
+        hooks.c.active,
+        events.c.payload,
+    )
+    .join(hooks, hooks.c.id == deliveries.c.hook_id)
+    .join(events, events.c.id == deliveries.c.event_id)
+    .where(
+        deliveries.c.id == bindparam("w_id"),
+        deliveries.c.status == PENDING,
+        deliveries.c.next_attempt_at <= bindparam("w_due"),
+        or_(
+            deliveries.c.lease_until.is_(None),
+            deliveries.c.lease_until < bindparam("w_real_now"),
+        ),
+    )
+)
+_CANCEL = (
+    update(deliveries)
+    .where(deliveries.c.id == bindparam("w_id"), deliveries.c.status == PENDING)
+    .values(status=CANCELLED, next_attempt_at=None, lease_until=None)
+)
+_CLAIM = update(deliveries).where(
+    deliveries.c.id == bindparam("w_id"),
+    deliveries.c.status == PENDING,
+    deliveries.c.attempts == bindparam("w_attempts"),
+)
+_INSERT_ATTEMPT = delivery_attempts.insert()
+_SETTLE = update(deliveries).where(deliveries.c.id == bindparam("w_id"))
+
+
 async def claim(
     conn: AsyncConnection,
     delivery_id: str,
@@ -74,48 +113,24 @@ async def claim(
     """Take the due attempt of ``delivery_id``, or None when it is not due, finished,
     leased by another worker, or its hook was deleted (then it is cancelled)."""
     real_now = time.time()
-    row = (
-        await conn.execute(
-            select(
-                deliveries.c.attempts,
-                deliveries.c.account_id,
-                deliveries.c.event_type,
-                deliveries.c.first_attempt_at,
-                hooks.c.target_url,
-                hooks.c.secret,
-                hooks.c.active,
-                events.c.payload,
-            )
-            .join(hooks, hooks.c.id == deliveries.c.hook_id)
-            .join(events, events.c.id == deliveries.c.event_id)
-            .where(
-                deliveries.c.id == delivery_id,
-                deliveries.c.status == PENDING,
-                deliveries.c.next_attempt_at <= now + tolerance,
-                or_(deliveries.c.lease_until.is_(None), deliveries.c.lease_until < real_now),
-            )
-        )
-    ).first()
+    params = {"w_id": delivery_id, "w_due": now + tolerance, "w_real_now": real_now}
+    row = (await run(conn, _CLAIMABLE, params)).first()
     if row is None:
         return None
     if not row.active:
-        await conn.execute(
-            update(deliveries)
-            .where(deliveries.c.id == delivery_id, deliveries.c.status == PENDING)
-            .values(status=CANCELLED, next_attempt_at=None, lease_until=None)
-        )
+        await run(conn, _CANCEL, {"w_id": delivery_id})
         return None
     first = row.first_attempt_at if row.first_attempt_at is not None else now
-    result = await conn.execute(
-        update(deliveries)
-        .where(
-            deliveries.c.id == delivery_id,
-            deliveries.c.status == PENDING,
-            deliveries.c.attempts == row.attempts,
-        )
-        .values(
-            attempts=row.attempts + 1, lease_until=real_now + lease_seconds, first_attempt_at=first
-        )
+    result = await run(
+        conn,
+        _CLAIM,
+        {
+            "w_id": delivery_id,
+            "w_attempts": row.attempts,
+            "attempts": row.attempts + 1,
+            "lease_until": real_now + lease_seconds,
+            "first_attempt_at": first,
+        },
     )
     if result.rowcount != 1:
         return None
@@ -152,28 +167,31 @@ async def record(
         rng = jitter_rng(seed, claim_.delivery_id, claim_.attempt)
         next_at = policy.next_attempt_at(claim_.attempt, claim_.first_attempt_at, attempted_at, rng)
         status = PENDING if next_at is not None else FAILED
-    await conn.execute(
-        delivery_attempts.insert().values(
-            delivery_id=claim_.delivery_id,
-            number=claim_.attempt,
-            attempted_at=attempted_at,
-            status_code=outcome.status_code,
-            latency_ms=outcome.latency_ms,
-            error=outcome.error,
-            response_body=outcome.response_body,
-            next_attempt_at=next_at,
-            outcome=kind if status != FAILED or kind == "permanent" else "exhausted",
-        )
+    await run(
+        conn,
+        _INSERT_ATTEMPT,
+        {
+            "delivery_id": claim_.delivery_id,
+            "number": claim_.attempt,
+            "attempted_at": attempted_at,
+            "status_code": outcome.status_code,
+            "latency_ms": outcome.latency_ms,
+            "error": outcome.error,
+            "response_body": outcome.response_body,
+            "next_attempt_at": next_at,
+            "outcome": kind if status != FAILED or kind == "permanent" else "exhausted",
+        },
     )
-    await conn.execute(
-        update(deliveries)
-        .where(deliveries.c.id == claim_.delivery_id)
-        .values(
-            status=status,
-            next_attempt_at=next_at,
-            lease_until=None,
-            last_status_code=outcome.status_code,
-        )
+    await run(
+        conn,
+        _SETTLE,
+        {
+            "w_id": claim_.delivery_id,
+            "status": status,
+            "next_attempt_at": next_at,
+            "lease_until": None,
+            "last_status_code": outcome.status_code,
+        },
     )
     if next_at is None:
         return None
