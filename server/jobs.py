@@ -20,6 +20,7 @@ log = logging.getLogger("unlimcall.jobs")
 
 SIMULATE_CALL = "simulate_call"
 DELIVER_WEBHOOK = "deliver_webhook"
+DELIVER_EVENT = "deliver_event"
 QUEUE = "unlimcall:queue"
 
 

@@ -1,4 +1,5 @@
-"""The jobs: ``simulate_call``, ``deliver_webhook``, and the periodic sweep.
+"""The jobs: ``simulate_call``, ``deliver_event``, ``deliver_webhook``, and the periodic
+sweep.
 
 Jobs take ids, never objects, and are idempotent: arq runs a job at least once, and the
 database decides what is due (conditional updates, leases).
@@ -10,11 +11,12 @@ import asyncio
 import json
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import replace
 from typing import Any
 
 import aiohttp
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from server.db.engine import read, write
 from server.jobs import JobSpec
@@ -74,34 +76,128 @@ async def simulate_call(ctx: dict[str, Any], call_id: str) -> str:
 
 
 async def deliver_webhook(ctx: dict[str, Any], delivery_id: str) -> str:
-    """Send one due attempt of a delivery, record it, schedule the next if any."""
+    """Send one due attempt of a delivery (a retry, a redelivery, a swept one), record it,
+    schedule the next if any."""
+    outcomes = await _deliver(ctx, lambda conn: _as_list(delivery_id))
+    return outcomes[0] if outcomes else "skipped"
+
+
+async def deliver_event(ctx: dict[str, Any], event_id: str) -> str:
+    """Send the first attempt of every delivery of a new event: claimed in one
+    transaction, sent concurrently, each recorded as soon as it is done. Every guarantee
+    is per attempt, as for ``deliver_webhook``: its own lease, signature, outcome, retry."""
+    outcomes = await _deliver(ctx, lambda conn: delivery_service.first_attempts(conn, event_id))
+    return f"{len(outcomes)} sent"
+
+
+async def _as_list(delivery_id: str) -> list[str]:
+    return [delivery_id]
+
+
+# Once one attempt of a batch is done, wait this long for others to finish before
+# recording: the attempts done by then share one transaction.
+RECORD_COALESCE = 0.005
+# At most this many first attempts per deliver_event job; an event with more deliveries
+# hands the rest to deliver_webhook jobs of their own.
+BATCH_MAX = 20
+# Webhook attempts in flight per worker process (as many as arq runs jobs at once).
+IN_FLIGHT = 200
+
+
+class Slots:
+    """The in-flight webhook attempts of a worker, at most ``capacity``. An attempt is
+    claimed (its lease starts) and timed only once it holds a slot, so waiting for one can
+    neither expire a lease nor count against the webhook timeout."""
+
+    def __init__(self, capacity: int) -> None:
+        self.free = capacity
+        self._changed = asyncio.Condition()
+
+    async def take(self, most: int) -> int:
+        """Wait for a free slot, then take up to ``most``; returns how many were taken."""
+        async with self._changed:
+            await self._changed.wait_for(lambda: self.free > 0)
+            n = min(most, self.free)
+            self.free -= n
+            return n
+
+    async def give(self, n: int) -> None:
+        async with self._changed:
+            self.free += n
+            self._changed.notify_all()
+
+
+async def _deliver(
+    ctx: dict[str, Any], which: Callable[[AsyncConnection], Awaitable[list[str]]]
+) -> list[str]:
     rt = _rt(ctx)
     settings = rt.settings
+    slots: Slots = ctx["slots"]
     lease = settings.webhook_timeout + LEASE_MARGIN
     if await rt.faults.may_delay_any():
         lease += MAX_DELAY_MS / 1000
-    async with write(rt.engine) as conn:
-        claim = await delivery_service.claim(
-            conn,
-            delivery_id,
-            rt.clock.now(),
-            lease,
-            tolerance=DUE_SLACK_REAL * rt.clock.scale,
-        )
-    if claim is None:
-        return "skipped"
-    chaos = await rt.faults.fire("webhook", claim.event_type, claim.account_id)
-    outcome = await send(ctx["http"], claim, settings.webhook_timeout, chaos, rt)
-    async with write(rt.engine) as conn:
-        job = await delivery_service.record(
-            conn,
-            claim,
-            outcome,
-            claim.claimed_at,
-            policy(rt),
-            settings.seed,
-            rt.clock.real_delay_until,
-        )
+    tolerance = DUE_SLACK_REAL * rt.clock.scale
+    held = await slots.take(BATCH_MAX)
+    claims: list[delivery_service.Claim] = []
+    try:
+        async with write(rt.engine) as conn:
+            ids = await which(conn)
+            now = rt.clock.now()
+            for delivery_id in ids[:held]:
+                claim = await delivery_service.claim(conn, delivery_id, now, lease, tolerance)
+                if claim is not None:
+                    claims.append(claim)
+    finally:
+        await slots.give(held - len(claims))
+    if len(ids) > held:
+        await rt.jobs.enqueue([delivery_job(i, 1) for i in ids[held:]])
+    if not claims:
+        return []
+    pending = {
+        asyncio.ensure_future(_attempt(rt, ctx["http"], slots, claim)): claim for claim in claims
+    }
+    kinds: list[str] = []
+    while pending:
+        done, _ = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+        if len(done) < len(pending):
+            more, _ = await asyncio.wait(pending.keys() - done, timeout=RECORD_COALESCE)
+            done |= more
+        finished = [(pending.pop(task), task.result()) for task in done]
+        jobs: list[JobSpec] = []
+        async with write(rt.engine) as conn:
+            for claim, outcome in finished:
+                job = await delivery_service.record(
+                    conn,
+                    claim,
+                    outcome,
+                    claim.claimed_at,
+                    policy(rt),
+                    settings.seed,
+                    rt.clock.real_delay_until,
+                )
+                _log_attempt(claim, outcome, job)
+                kinds.append(outcome.kind)
+                if job is not None:
+                    jobs.append(job)
+        await rt.jobs.enqueue(jobs)
+    return kinds
+
+
+async def _attempt(
+    rt: Runtime, http: aiohttp.ClientSession, slots: Slots, claim: delivery_service.Claim
+) -> delivery_service.Outcome:
+    try:
+        chaos = await rt.faults.fire("webhook", claim.event_type, claim.account_id)
+        return await send(http, claim, rt.settings.webhook_timeout, chaos, rt)
+    finally:
+        await slots.give(1)
+
+
+def _log_attempt(
+    claim: delivery_service.Claim, outcome: delivery_service.Outcome, job: JobSpec | None
+) -> None:
+    if not delivery_log.isEnabledFor(logging.INFO):
+        return
     delivery_log.info(
         json.dumps(
             {
@@ -117,9 +213,6 @@ async def deliver_webhook(ctx: dict[str, Any], delivery_id: str) -> str:
             }
         )
     )
-    if job is not None:
-        await rt.jobs.enqueue([job])
-    return outcome.kind
 
 
 def policy(rt: Runtime) -> RetryPolicy:

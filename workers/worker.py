@@ -11,9 +11,16 @@ from typing import Any
 import aiohttp
 from arq.worker import Worker, func
 
-from server.jobs import DELIVER_WEBHOOK, QUEUE, SIMULATE_CALL, redis_settings
+from server.jobs import DELIVER_EVENT, DELIVER_WEBHOOK, QUEUE, SIMULATE_CALL, redis_settings
 from server.runtime import Runtime
-from workers.jobs import deliver_webhook, simulate_call, sweep_forever
+from workers.jobs import (
+    IN_FLIGHT,
+    Slots,
+    deliver_event,
+    deliver_webhook,
+    simulate_call,
+    sweep_forever,
+)
 
 MAX_JOBS = 200
 JOB_TIMEOUT = 60
@@ -27,10 +34,11 @@ def make_worker(rt: Runtime, *, burst: bool = False, handle_signals: bool = Fals
         # delivery throughput. No cookie jar (deliveries are independent), no proxies from
         # the environment; redirects are refused per request; the timeout is per attempt.
         ctx["http"] = aiohttp.ClientSession(
-            connector=aiohttp.TCPConnector(limit=MAX_JOBS),
+            connector=aiohttp.TCPConnector(limit=IN_FLIGHT),
             cookie_jar=aiohttp.DummyCookieJar(),
             trust_env=False,
         )
+        ctx["slots"] = Slots(IN_FLIGHT)
         ctx["sweeper"] = None if burst else asyncio.create_task(sweep_forever(rt))
 
     async def on_shutdown(ctx: dict[str, Any]) -> None:
@@ -46,6 +54,7 @@ def make_worker(rt: Runtime, *, burst: bool = False, handle_signals: bool = Fals
         functions=[
             func(simulate_call, name=SIMULATE_CALL, max_tries=1000),
             func(deliver_webhook, name=DELIVER_WEBHOOK, max_tries=1000),
+            func(deliver_event, name=DELIVER_EVENT, max_tries=1000),
         ],
         queue_name=QUEUE,
         # Its own connection pool: arq closes the pool it runs on.

@@ -199,6 +199,7 @@ deliveries = Table(
     Column("last_status_code", Integer, nullable=True),
     Index("ix_deliveries_due", "status", "next_attempt_at"),
     Index("ix_deliveries_hook", "hook_id"),
+    Index("ix_deliveries_event", "event_id"),
 )
 
 delivery_attempts = Table(

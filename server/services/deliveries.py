@@ -103,6 +103,22 @@ _INSERT_ATTEMPT = delivery_attempts.insert()
 _SETTLE = update(deliveries).where(deliveries.c.id == bindparam("w_id"))
 
 
+_FIRST_ATTEMPTS = (
+    select(deliveries.c.id)
+    .where(
+        deliveries.c.event_id == bindparam("w_event"),
+        deliveries.c.status == PENDING,
+        deliveries.c.attempts == 0,
+    )
+    .order_by(deliveries.c.id)
+)
+
+
+async def first_attempts(conn: AsyncConnection, event_id: str) -> list[str]:
+    """The deliveries of ``event_id`` that were never attempted."""
+    return [str(i) for i in (await run(conn, _FIRST_ATTEMPTS, {"w_event": event_id})).scalars()]
+
+
 async def claim(
     conn: AsyncConnection,
     delivery_id: str,

@@ -13,7 +13,7 @@ from server.clock import iso
 from server.db.fastsql import run
 from server.db.tables import deliveries, events, hooks
 from server.ids import derived_uuid
-from server.jobs import DELIVER_WEBHOOK, JobSpec
+from server.jobs import DELIVER_EVENT, DELIVER_WEBHOOK, JobSpec
 
 EVENT_TYPES = ("call.ended", "call.transferred", "disposition.set", "dnc.added", "lead.completed")
 
@@ -25,6 +25,11 @@ _SUBSCRIBED = select(hooks.c.id).where(
     hooks.c.event == bindparam("w_event"),
     hooks.c.active.is_(True),
 )
+
+
+def event_job(event_id: str) -> JobSpec:
+    """The job that sends the first attempt of every delivery of a new event, together."""
+    return JobSpec(DELIVER_EVENT, event_id, f"evt:{event_id}")
 
 
 def delivery_job(delivery_id: str, attempt: int, delay: float = 0.0) -> JobSpec:
@@ -83,7 +88,7 @@ async def emit(
     ]
     if rows:
         await run(conn, _INSERT_DELIVERY, rows)
-    return [delivery_job(r["id"], 1) for r in rows]
+    return [event_job(event_id)] if rows else []
 
 
 async def for_call(conn: AsyncConnection, call_id: str) -> list[dict[str, Any]]:

@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 from tests.support.contract import check_webhook_body
+from workers.jobs import BATCH_MAX
 from tests.support.receiver import Received, Receiver, free_port
 from tests.support.sandbox import Sandbox
 
@@ -147,6 +148,32 @@ async def test_delivery_is_signed_and_shaped(sandbox: Sandbox, receiver: Receive
     assert attempt["latencyMs"] >= 0
     assert attempt["responseBody"] == ("answer 200 " * 200)[:1024]
     assert attempt["nextAttemptAt"] is None
+
+
+async def test_an_event_with_many_hooks_reaches_each_exactly_once(
+    sandbox: Sandbox, receiver: Receiver
+) -> None:
+    """More hooks than one deliver_event job sends (BATCH_MAX): the rest go out through
+    jobs of their own; every hook gets its own signed delivery, once."""
+    customer = await sandbox.account()
+    token = await sandbox.token(customer)
+    n = BATCH_MAX + 7
+    hooks = [
+        await subscribe(sandbox, token, "call.ended", f"{receiver.url}/many/{i}") for i in range(n)
+    ]
+    event_id = await fire(sandbox, customer)
+    for i, hook in enumerate(hooks):
+        [got] = await receiver.wait_for(f"/many/{i}", 1)
+        assert independently_verify(hook["secret"], got)
+        assert got.json()["eventId"] == event_id
+    items = await sandbox.wait_deliveries(
+        lambda items: len(items) == n and all(d["status"] == "delivered" for d in items),
+        customerId=customer,
+    )
+    assert len({d["id"] for d in items}) == n
+    assert all(len(d["attempts"]) == 1 for d in items)
+    await asyncio.sleep(0.3)
+    assert len([r for r in receiver.received if r.path.startswith("/many/")]) == n
 
 
 async def test_500_then_200_is_delivered_on_attempt_two(
