@@ -14,9 +14,9 @@ from typing import Any
 import pytest
 
 from tests.support.contract import check_webhook_body
-from workers.jobs import BATCH_MAX
 from tests.support.receiver import Received, Receiver, free_port
 from tests.support.sandbox import Sandbox
+from workers.jobs import BATCH_MAX
 
 EVENTS = ["call.ended", "call.transferred", "disposition.set", "dnc.added", "lead.completed"]
 
