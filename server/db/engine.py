@@ -12,6 +12,7 @@ holding the lock must never wait for a pooled connection behind a crowd of reade
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sqlite3
 import time
 import weakref
@@ -71,6 +72,24 @@ class _Writer:
         self.engine = create_engine(url.replace("+aiosqlite", ""), poolclass=StaticPool)
         _configure_sqlite(self.engine, busy_ms=WRITE_BUSY_MS)
         self.engine = self.engine.execution_options(**{_IMMEDIATE: True})
+        # One connection, kept open between transactions (opening one per transaction
+        # showed up in profiles); replaced after any error that may have spoilt it.
+        self._conn: Connection | None = None
+        self._wrapped: SyncConnection | None = None
+
+    def connection(self) -> tuple[Connection, SyncConnection]:
+        if self._conn is None or self._wrapped is None or self._conn.invalidated:
+            self.close()
+            self._conn = self.engine.connect()
+            self._wrapped = SyncConnection(self._conn)
+        return self._conn, self._wrapped
+
+    def close(self) -> None:
+        conn, self._conn, self._wrapped = self._conn, None, None
+        if conn is not None:
+            # Closing a broken connection: nothing is left to save.
+            with contextlib.suppress(Exception):
+                conn.close()
 
 
 _WRITERS: weakref.WeakKeyDictionary[AsyncEngine, _Writer] = weakref.WeakKeyDictionary()
@@ -114,6 +133,7 @@ def _configure_sqlite(sync_engine: Engine, busy_ms: int) -> None:
 async def dispose(engine: AsyncEngine) -> None:
     writer = _WRITERS.pop(engine, None)
     if writer is not None:
+        writer.close()
         writer.engine.dispose()
     await engine.dispose()
 
@@ -134,15 +154,26 @@ async def write(engine: AsyncEngine) -> AsyncIterator[AsyncConnection]:
                 yield conn
         return
     async with writer.lock:
-        with writer.engine.connect() as sync_conn:
+        sync_conn, wrapped = writer.connection()
+        try:
             tx = await _begin_immediate(sync_conn)
+        except BaseException:
+            writer.close()
+            raise
+        try:
+            # Duck-typed: services use execute, dialect and run_sync only.
+            yield cast(AsyncConnection, wrapped)
+        except BaseException:
             try:
-                # Duck-typed: services use execute, dialect and run_sync only.
-                yield cast(AsyncConnection, SyncConnection(sync_conn))
-            except BaseException:
                 tx.rollback()
-                raise
+            except BaseException:
+                writer.close()
+            raise
+        try:
             tx.commit()
+        except BaseException:
+            writer.close()  # the transaction is gone with its connection
+            raise
 
 
 async def _begin_immediate(conn: Connection) -> RootTransaction:
