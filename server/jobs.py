@@ -7,6 +7,7 @@ worker's periodic sweep enqueues it again.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from dataclasses import dataclass
 from typing import Any
@@ -47,14 +48,16 @@ async def connect(url: str) -> ArqRedis:
 # is queued or has a result (arq's uniqueness rule), else store it and schedule it. arq's
 # own takes three round trips per job (WATCH, EXISTS, MULTI/EXEC).
 _ENQUEUE = """
-local queued = 0
+local queued = {}
 for i = 3, #ARGV, 4 do
   local job_id = ARGV[i]
   local job_key = ARGV[1] .. job_id
   if redis.call('exists', job_key, ARGV[2] .. job_id) == 0 then
     redis.call('psetex', job_key, ARGV[i + 1], ARGV[i + 2])
     redis.call('zadd', KEYS[1], ARGV[i + 3], job_id)
-    queued = queued + 1
+    queued[#queued + 1] = 1
+  else
+    queued[#queued + 1] = 0
   end
 end
 return queued
@@ -62,30 +65,56 @@ return queued
 
 
 class JobQueue:
+    """Enqueues jobs for every caller of one process through one script call at a time:
+    callers that enqueue while a call is in flight (or in the same loop iteration) are
+    sent together in the next one."""
+
     def __init__(self, redis: ArqRedis) -> None:
         self.redis = redis
         self._script = redis.register_script(_ENQUEUE)
+        self._waiting: list[tuple[list[JobSpec], asyncio.Future[int]]] = []
+        self._sender: asyncio.Task[None] | None = None
 
     async def enqueue(self, specs: list[JobSpec]) -> int:
-        """Queue ``specs`` (as arq's ``enqueue_job`` would); returns how many were new."""
+        """Queue ``specs`` (as arq's ``enqueue_job`` would); returns how many were new.
+        Redis down: logged, 0 (the database still says the work is due; the sweep
+        enqueues it again)."""
         if not specs:
             return 0
-        now_ms = timestamp_ms()
-        args: list[Any] = [job_key_prefix, result_key_prefix]
-        for spec in specs:
-            score = now_ms + (round(spec.delay * 1000) if spec.delay > 0 else 0)
-            job = serialize_job(
-                spec.name, (spec.arg,), {}, None, now_ms, serializer=self.redis.job_serializer
-            )
-            expires_ms = score - now_ms + self.redis.expires_extra_ms
-            args += [spec.job_id, expires_ms, job, score]
+        done: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+        self._waiting.append((specs, done))
+        if self._sender is None or self._sender.done():
+            self._sender = asyncio.ensure_future(self._send_all())
+        return await done
+
+    async def _send_all(self) -> None:
+        await asyncio.sleep(0)  # whoever enqueues in this loop iteration comes along
+        while self._waiting:
+            batch, self._waiting = self._waiting, []
+            await self._send(batch)
+
+    async def _send(self, batch: list[tuple[list[JobSpec], asyncio.Future[int]]]) -> None:
+        specs = [spec for group, _ in batch for spec in group]
         try:
-            queued: int = await self._script(keys=[QUEUE], args=args)
-        except Exception:  # Redis down: the sweep will re-enqueue from the database.
+            now_ms = timestamp_ms()
+            args: list[Any] = [job_key_prefix, result_key_prefix]
+            for spec in specs:
+                score = now_ms + (round(spec.delay * 1000) if spec.delay > 0 else 0)
+                job = serialize_job(
+                    spec.name, (spec.arg,), {}, None, now_ms, serializer=self.redis.job_serializer
+                )
+                expires_ms = score - now_ms + self.redis.expires_extra_ms
+                args += [spec.job_id, expires_ms, job, score]
+            flags: list[int] = await self._script(keys=[QUEUE], args=args)
+        except Exception:
             log.warning(
                 "could not enqueue %d job(s) (%s ...); the sweep will retry",
                 len(specs),
                 specs[0].job_id,
             )
-            return 0
-        return queued
+            flags = [0] * len(specs)
+        at = 0
+        for group, done in batch:
+            if not done.done():  # its caller may have been cancelled
+                done.set_result(sum(flags[at : at + len(group)]))
+            at += len(group)

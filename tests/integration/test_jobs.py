@@ -3,6 +3,7 @@ one round trip, against the real Redis of the run."""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 
 from arq.constants import job_key_prefix, result_key_prefix
@@ -48,3 +49,22 @@ async def test_enqueue_is_arqs_enqueue_in_one_round_trip(sandbox: Sandbox) -> No
             job_key_prefix + later.job_id,
             result_key_prefix + done.job_id,
         )
+
+
+async def test_concurrent_callers_share_a_round_trip_and_keep_their_counts(
+    sandbox: Sandbox,
+) -> None:
+    rt = sandbox.rt
+    redis = rt.jobs.redis
+    tag = uuid.uuid4().hex
+    specs = [JobSpec("no_such_job", str(i), f"t:{tag}:{i}", delay=600.0) for i in range(6)]
+    groups = [specs[0:3], specs[2:5], specs[4:6], []]  # overlapping: 2 and 4 twice
+    try:
+        counts = await asyncio.gather(*(rt.jobs.enqueue(g) for g in groups))
+        assert sum(counts) == 6  # each id queued once, whoever came first
+        assert counts[0] == 3 and counts[3] == 0
+        scores = [await redis.zscore(QUEUE, s.job_id) for s in specs]
+        assert None not in scores
+    finally:
+        await redis.zrem(QUEUE, *(s.job_id for s in specs))
+        await redis.delete(*(job_key_prefix + s.job_id for s in specs))
