@@ -63,9 +63,28 @@ class SyncConnection:
         return fn(self._conn, *args)
 
 
+class _Group:
+    """One SQLite transaction shared by the writers that come while it is open (group
+    commit): each writer's work is a savepoint in it; one COMMIT makes them all durable."""
+
+    __slots__ = ("committed", "tx")
+
+    def __init__(self, tx: RootTransaction) -> None:
+        self.tx = tx
+        self.committed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+    def fail(self, exc: BaseException) -> None:
+        if not self.committed.done():
+            self.committed.set_exception(exc)
+            self.committed.exception()  # retrieved: a group nobody waits on logs nothing
+
+
 class _Writer:
     """The in-process write path of a SQLite database: a FIFO lock and one synchronous
-    connection (SQLite has one writer at a time anyway)."""
+    connection (SQLite has one writer at a time anyway). Writers that queue while a
+    transaction is open join it, each in a savepoint of its own, and are told of the
+    single COMMIT that ends it: BEGIN IMMEDIATE and COMMIT were a third of the CPU of
+    ``POST /v1/calls``."""
 
     def __init__(self, url: str) -> None:
         self.lock = asyncio.Lock()
@@ -76,6 +95,53 @@ class _Writer:
         # showed up in profiles); replaced after any error that may have spoilt it.
         self._conn: Connection | None = None
         self._wrapped: SyncConnection | None = None
+        self.group: _Group | None = None
+        self._committer: asyncio.Task[None] | None = None
+
+    async def open_group(self) -> tuple[_Group, SyncConnection]:
+        """The open group, or a new one (BEGIN IMMEDIATE). Call with the lock held."""
+        if self.group is None:
+            sync_conn, _ = self.connection()
+            try:
+                tx = await _begin_immediate(sync_conn)
+            except BaseException:
+                self.close()
+                raise
+            self.group = _Group(tx)
+            if self._committer is None or self._committer.done():
+                self._committer = asyncio.ensure_future(self._commit_soon())
+        assert self._wrapped is not None
+        return self.group, self._wrapped
+
+    async def _commit_soon(self) -> None:
+        await asyncio.sleep(0)  # the writers of this loop iteration join first
+        async with self.lock:  # FIFO: writers already queued join before the commit
+            group, self.group = self.group, None
+            if group is None:
+                return
+            try:
+                group.tx.commit()
+            except BaseException as exc:
+                self.close()  # the transaction is gone with its connection
+                group.fail(exc)
+                return
+            group.committed.set_result(None)
+
+    async def drain(self) -> None:
+        """Let the open group, if any, commit (at shutdown)."""
+        committer = self._committer
+        if committer is not None and not committer.done():
+            with contextlib.suppress(Exception):
+                await asyncio.shield(committer)
+
+    def fail_group(self, exc: BaseException) -> None:
+        """A savepoint could not be undone: roll the whole group back, now."""
+        group, self.group = self.group, None
+        if group is not None:
+            with contextlib.suppress(Exception):
+                group.tx.rollback()
+            group.fail(exc)
+        self.close()
 
     def connection(self) -> tuple[Connection, SyncConnection]:
         if self._conn is None or self._wrapped is None or self._conn.invalidated:
@@ -133,6 +199,7 @@ def _configure_sqlite(sync_engine: Engine, busy_ms: int) -> None:
 async def dispose(engine: AsyncEngine) -> None:
     writer = _WRITERS.pop(engine, None)
     if writer is not None:
+        await writer.drain()
         writer.close()
         writer.engine.dispose()
     await engine.dispose()
@@ -154,26 +221,27 @@ async def write(engine: AsyncEngine) -> AsyncIterator[AsyncConnection]:
                 yield conn
         return
     async with writer.lock:
-        sync_conn, wrapped = writer.connection()
-        try:
-            tx = await _begin_immediate(sync_conn)
-        except BaseException:
-            writer.close()
-            raise
+        group, wrapped = await writer.open_group()
+        raw = wrapped.driver_connection
+        raw.execute("SAVEPOINT unit")
         try:
             # Duck-typed: services use execute, dialect and run_sync only.
             yield cast(AsyncConnection, wrapped)
         except BaseException:
             try:
-                tx.rollback()
-            except BaseException:
-                writer.close()
+                raw.execute("ROLLBACK TO unit")
+                raw.execute("RELEASE unit")
+            except BaseException as exc:
+                writer.fail_group(exc)
             raise
         try:
-            tx.commit()
-        except BaseException:
-            writer.close()  # the transaction is gone with its connection
+            raw.execute("RELEASE unit")
+        except BaseException as exc:
+            writer.fail_group(exc)
             raise
+    # Told only once the group's COMMIT is done: what follows a write (answering, jobs)
+    # never runs for work that is not durable. A failed COMMIT raises here.
+    await asyncio.shield(group.committed)
 
 
 async def _begin_immediate(conn: Connection) -> RootTransaction:
