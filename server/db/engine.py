@@ -7,6 +7,8 @@ Within one process, SQLite writers also queue on an asyncio lock first, then use
 connection of their own: SQLite has one writer at a time anyway, its busy handler is not
 fair (under a burst of hundreds of writers some starved past any timeout), and a writer
 holding the lock must never wait for a pooled connection behind a crowd of readers.
+Writers that queue while a SQLite transaction is open share it (group commit, see
+``_Writer``); ``write`` returns only once the work is committed.
 """
 
 from __future__ import annotations

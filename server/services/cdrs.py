@@ -161,22 +161,7 @@ _encode = msgspec.json.Encoder().encode
 
 def wire_of(values: dict[str, Any]) -> str:
     """A CDR row's contract JSON (what ``to_struct`` of the row encodes to)."""
-    return _encode(
-        Cdr(
-            id=values["id"],
-            startTime=iso(values["start_time"]),
-            duration=values["duration"],
-            billsec=values["billsec"],
-            src=values["src"],
-            dst=values["dst"],
-            disposition=values["disposition"],
-            sipUsername=values["sip_username"],
-            sellPriceCents=values["sell_price_cents"],
-            currency=values["currency"],
-            country=values["country"],
-            did=values["did"],
-        )
-    ).decode()
+    return _encode(to_struct([values[c.key] for c in _COLUMNS])).decode()
 
 
 async def cdr_ids(conn: AsyncConnection, n: int) -> int:
