@@ -22,10 +22,10 @@ from litestar.types import HTTPReceiveMessage, HTTPScope, Receive, ReceiveMessag
 from server.api.v1 import balance_of, cdrs_of, me_of
 from server.auth import Principal
 from server.db.engine import write
-from server.errors import ApiError
 from server.http import Tx, committed, json_media
 from server.runtime import Runtime
 from server.services import calls as call_service
+from server.structs import CallQueued
 
 _encode = msgspec.json.Encoder().encode
 _decode = msgspec.json.Decoder().decode
@@ -110,14 +110,16 @@ class FastPath:
                 return receive
         if authorization is None:
             return receive
+        # Any error — an ApiError, or anything unexpected — leaves the answer to Litestar,
+        # which renders it; nothing here has a side effect that a second try could repeat.
         try:
             principal = await rt.verifier.authenticate(authorization.decode("latin-1"), token_scope)
-        except ApiError:
+        except Exception:
             return receive
         if route is not None:
             try:
                 body = await route[2](rt, principal, scope["query_string"])
-            except ApiError:
+            except Exception:
                 return receive
             if body is None:
                 return receive
@@ -128,9 +130,11 @@ class FastPath:
             if over:
                 return _replay(raw, more, receive)  # too large: Litestar answers 413
             try:
-                body = await self._originate(rt, principal, raw)
-            except (ApiError, msgspec.DecodeError, UnicodeDecodeError, RecursionError):
+                tx, queued = await self._originate(rt, principal, raw)
+            except Exception:  # rolled back, nothing committed: Litestar answers
                 return _replay(raw, False, receive)
+            await committed(tx)  # cannot fail: enqueue errors are logged, the sweep retries
+            body = _encode(queued)
         scope["path_template"] = scope["path"]  # the route label of metrics and logs
         await send(
             {
@@ -164,14 +168,13 @@ class FastPath:
                 return b"".join(chunks), False, False
 
     @staticmethod
-    async def _originate(rt: Runtime, principal: Principal, raw: bytes) -> bytes:
-        """``POST /v1/calls`` exactly as its Litestar handler runs it; raises what it does
-        (the transaction is rolled back; Litestar then answers the same error)."""
+    async def _originate(rt: Runtime, principal: Principal, raw: bytes) -> tuple[Tx, CallQueued]:
+        """``POST /v1/calls``'s transaction exactly as its Litestar handler runs it; raises
+        what it does, with the transaction rolled back."""
         if not raw.strip():
             raise msgspec.DecodeError("empty body")
         payload = _decode(raw)
         async with write(rt.engine) as conn:
             tx = Tx(conn, rt)
             queued = await call_service.originate(tx, principal.account_id, payload)
-        await committed(tx)
-        return _encode(queued)
+        return tx, queued
