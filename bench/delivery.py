@@ -14,7 +14,6 @@ Both clocks are this machine's wall clock (the receiver is another local process
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import statistics
 import time
 from pathlib import Path
@@ -22,8 +21,14 @@ from typing import Any
 
 import httpx
 
-from bench import profile
-from bench.servers import ForeignLoad, Proc, Processes, Sandbox, start_python_module, start_sandbox
+from bench.servers import (
+    Proc,
+    Processes,
+    Sandbox,
+    run_measured,
+    start_python_module,
+    start_sandbox,
+)
 
 
 def _pct(values: list[float], q: float) -> float:
@@ -164,21 +169,13 @@ def run(
     log_dir = procs.tempdir("receiver")
     receiver = start_python_module(procs, "receiver", "bench.receiver", [], log_dir, "/__ready")
     sb = start_sandbox(procs, "delivery", time_scale=1.0)
-    try:
-        with contextlib.ExitStack() as stack:
-            prof = None
-            if profile_dir is not None:
-                prof = stack.enter_context(
-                    profile.recording(sb.proc.pid, profile_dir / "delivery.txt", "delivery")
-                )
-            with ForeignLoad(procs).measuring() as foreign:
-                result = asyncio.run(_run(sb, receiver, hooks, burst_events, steady_events, rate))
-            result["other_cpu_pct"] = foreign.pct
-        if prof is not None:
-            result["profile"] = prof
-    finally:
-        sb.close()
-    result["rss_after_mb"] = round(sb.rss_mb(), 1)
+    result = run_measured(
+        procs,
+        sb,
+        "delivery",
+        profile_dir,
+        lambda: _run(sb, receiver, hooks, burst_events, steady_events, rate),
+    )
     s, b = result["steady"], result["burst"]
     print(
         f"bench:   steady: p50 {s['p50_ms']} ms, p99 {s['p99_ms']} ms over {s['deliveries']} "

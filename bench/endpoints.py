@@ -23,16 +23,8 @@ from bench.servers import (
     start_python_module,
     start_sandbox,
 )
+from server.settings import ALL_SCOPES
 
-ALL_SCOPES = [
-    "read:balance",
-    "read:cdrs",
-    "read:agents",
-    "read:numbers",
-    "read:invoices",
-    "write:calls",
-    "write:hooks",
-]
 CDR_CHUNK = 250_000
 PACED = ("me", "balance")
 """Endpoints whose p99 is measured again at half their maximum rate."""
@@ -167,7 +159,7 @@ def run(
     time.sleep(1.0)
     rss: dict[str, float] = {"idle_at_start_mb": round(sb.rss_mb(), 1)}
     customer = sb.create_account("Bench API")
-    token = sb.token(customer, ALL_SCOPES)
+    token = sb.token(customer, list(ALL_SCOPES))
     agent = sb.agent(customer)
     oauth = sb.admin("POST", f"/_sandbox/accounts/{customer}/oauth-clients", {"scopes": ALL_SCOPES})
     out: dict[str, Any] = {"customerId": customer}

@@ -11,7 +11,6 @@ process under test next to nothing; the CDR count then confirms (or keeps pollin
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import time
 from datetime import UTC, datetime
@@ -20,8 +19,8 @@ from typing import Any
 
 import httpx
 
-from bench import profile, rawclient
-from bench.servers import ForeignLoad, Processes, Sandbox, start_sandbox
+from bench import rawclient
+from bench.servers import Processes, Sandbox, run_measured, start_sandbox
 
 TIME_SCALE = 100_000.0
 WINDOW = 30 * 86400.0  # sandbox seconds per /v1/cdrs window (the API allows 31 days)
@@ -141,21 +140,13 @@ def run(
 ) -> dict[str, Any]:
     print(f"bench: lifecycle benchmark ({n_calls} calls, time scale {TIME_SCALE:g})", flush=True)
     sb = start_sandbox(procs, "lifecycle", time_scale=TIME_SCALE)
-    try:
-        with contextlib.ExitStack() as stack:
-            prof = None
-            if profile_dir is not None:
-                prof = stack.enter_context(
-                    profile.recording(sb.proc.pid, profile_dir / "lifecycle.txt", "lifecycle")
-                )
-            with ForeignLoad(procs).measuring() as foreign:
-                result = asyncio.run(_run(sb, n_calls, concurrency=32, timeout=timeout))
-            result["other_cpu_pct"] = foreign.pct
-        if prof is not None:
-            result["profile"] = prof
-    finally:
-        sb.close()
-    result["rss_after_mb"] = round(sb.rss_mb(), 1)
+    result = run_measured(
+        procs,
+        sb,
+        "lifecycle",
+        profile_dir,
+        lambda: _run(sb, n_calls, concurrency=32, timeout=timeout),
+    )
     print(
         f"bench:   {result['cdrs']}/{result['accepted']} ended in "
         f"{result['end_to_end_seconds']} s -> {result['calls_per_s']} calls/s, "

@@ -8,6 +8,7 @@ whatever happened in between.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import shutil
 import signal
@@ -17,11 +18,12 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager, suppress
+from collections.abc import Callable, Coroutine, Iterator
+from contextlib import ExitStack, contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
+from typing import Any
 
 import httpx
 
@@ -347,3 +349,33 @@ class RssSampler:
             self._stop.set()
             self._thread.join()
             self.peak = max(self.peak, rss_mb(self.pid))
+
+
+def run_measured(
+    procs: Processes,
+    sb: Sandbox,
+    label: str,
+    profile_dir: Path | None,
+    work: Callable[[], Coroutine[Any, Any, dict[str, Any]]],
+) -> dict[str, Any]:
+    """Run ``work()`` against ``sb`` while measuring the machine's other CPU load (and,
+    with a profile dir, sampling the sandbox with py-spy); closes ``sb``'s client. The
+    result gains ``other_cpu_pct``, ``profile`` (when sampled) and ``rss_after_mb``."""
+    from bench import profile
+
+    try:
+        with ExitStack() as stack:
+            prof = None
+            if profile_dir is not None:
+                prof = stack.enter_context(
+                    profile.recording(sb.proc.pid, profile_dir / f"{label}.txt", label)
+                )
+            with ForeignLoad(procs).measuring() as foreign:
+                result = asyncio.run(work())
+            result["other_cpu_pct"] = foreign.pct
+        if prof is not None:
+            result["profile"] = prof
+    finally:
+        sb.close()
+    result["rss_after_mb"] = round(sb.rss_mb(), 1)
+    return result

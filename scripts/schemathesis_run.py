@@ -27,17 +27,10 @@ from pathlib import Path
 
 import httpx
 
+from server.settings import ALL_SCOPES
+
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
-SCOPES = [
-    "read:balance",
-    "read:cdrs",
-    "read:agents",
-    "read:numbers",
-    "read:invoices",
-    "write:calls",
-    "write:hooks",
-]
 
 
 def free_port() -> int:
@@ -63,13 +56,15 @@ def wait_ready(base: str, proc: subprocess.Popen[bytes] | None) -> None:
 def tokens(base: str, admin: str) -> dict[str, str]:
     h = {"Authorization": f"Bearer {admin}"}
     portal = (
-        httpx.post(f"{base}/_sandbox/accounts/1042/tokens", json={"scopes": SCOPES}, headers=h)
+        httpx.post(f"{base}/_sandbox/accounts/1042/tokens", json={"scopes": ALL_SCOPES}, headers=h)
         .raise_for_status()
         .json()["token"]
     )
     client = (
         httpx.post(
-            f"{base}/_sandbox/accounts/1042/oauth-clients", json={"scopes": SCOPES}, headers=h
+            f"{base}/_sandbox/accounts/1042/oauth-clients",
+            json={"scopes": ALL_SCOPES},
+            headers=h,
         )
         .raise_for_status()
         .json()

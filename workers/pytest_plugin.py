@@ -33,15 +33,7 @@ from typing import Any
 import httpx
 import pytest
 
-ALL_SCOPES = [
-    "read:balance",
-    "read:cdrs",
-    "read:agents",
-    "read:numbers",
-    "read:invoices",
-    "write:calls",
-    "write:hooks",
-]
+from server.settings import ALL_SCOPES
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -142,7 +134,8 @@ class Sandbox:
         )
         customer = str(acc["customerId"])
         token = self._post(
-            f"/accounts/{customer}/tokens", {"scopes": ALL_SCOPES if scopes is None else scopes}
+            f"/accounts/{customer}/tokens",
+            {"scopes": ALL_SCOPES if scopes is None else scopes},
         )["token"]
         agent = self._post(f"/accounts/{customer}/agents", {"label": "Test seat"})
         return Account(customer, token, str(agent["id"]))

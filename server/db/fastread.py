@@ -14,11 +14,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy.dialects import sqlite as sqlite_dialect
 from sqlalchemy.ext.asyncio import AsyncEngine
-from sqlalchemy.sql import ClauseElement
 
-_DIALECT = sqlite_dialect.dialect(paramstyle="named")
+from server.db.fastsql import compiled
 
 
 class FastReads:
@@ -28,7 +26,6 @@ class FastReads:
         if engine.dialect.name == "sqlite" and engine.url.database:
             self._path = Path(engine.url.database)
         self._conn: sqlite3.Connection | None = None
-        self._compiled: dict[int, tuple[str, dict[str, Any]]] = {}
 
     def _connection(self) -> sqlite3.Connection:
         if self._conn is None:
@@ -44,19 +41,11 @@ class FastReads:
             self._conn = conn
         return self._conn
 
-    def _sql(self, stmt: ClauseElement) -> tuple[str, dict[str, Any]]:
-        """SQL text and the values bound at build time (a LIMIT, a literal)."""
-        entry = self._compiled.get(id(stmt))
-        if entry is None:
-            compiled = stmt.compile(dialect=_DIALECT)
-            entry = self._compiled[id(stmt)] = (str(compiled), dict(compiled.params))
-        return entry
-
     async def all(self, stmt: Any, params: dict[str, Any]) -> Sequence[Sequence[Any]]:
         """Rows of ``stmt`` (a module-level statement with named bind parameters)."""
         if self._path is not None:
-            sql, built_in = self._sql(stmt)
-            return self._connection().execute(sql, {**built_in, **params}).fetchall()
+            entry = compiled(stmt)  # SQL text and the values bound at build time (a LIMIT)
+            return self._connection().execute(entry.sql, {**entry.built_in, **params}).fetchall()
         async with self._engine.connect() as conn:
             return (await conn.execute(stmt, params)).all()
 
