@@ -36,20 +36,20 @@ WORKDIR /src
 # Dependencies first, from pyproject.toml alone, so this layer is rebuilt only when they change.
 COPY pyproject.toml ./
 RUN python -c "import pathlib, tomllib; \
-deps = tomllib.loads(pathlib.Path('pyproject.toml').read_text())['project']['dependencies']; \
+p = tomllib.loads(pathlib.Path('pyproject.toml').read_text())['project']; \
+deps = p['dependencies'] + p['optional-dependencies']['postgres']; \
 pathlib.Path('requirements.txt').write_text('\n'.join(deps) + '\n')" \
     && pip install --no-cache-dir -r requirements.txt
 
-# Then the project itself, for its `unlimcall-sandbox` entry point. The code that runs is the
-# source tree in /app of the final image (PYTHONPATH=/app), which keeps openapi/ and fixtures/
-# beside server/ where the code looks for them.
-COPY README.md ./
-COPY server/ server/
-COPY workers/ workers/
-RUN pip install --no-cache-dir --no-deps /src
+# Then the project itself, installed as users install it: a wheel (package data included)
+# with the `postgres` extra. Nothing of /src reaches the final image.
+COPY README.md LICENSE ./
+COPY unlimcall_sandbox/ unlimcall_sandbox/
+RUN pip install --no-cache-dir --no-deps /src \
+    && python -m compileall -q /opt/venv/lib
 
 # ---------------------------------------------------------------------------------------------
-# runtime: the slim base, the venv, the source tree; no compiler, no pip cache, non-root.
+# runtime: the slim base and the venv; no compiler, no pip cache, no source tree, non-root.
 # ---------------------------------------------------------------------------------------------
 FROM ${PYTHON_IMAGE} AS runtime
 
@@ -61,21 +61,12 @@ RUN groupadd --system --gid "${GID}" unlimcall \
         --home-dir /nonexistent --shell /usr/sbin/nologin unlimcall \
     && mkdir -p /data \
     && chown "${UID}:${GID}" /data \
-    && chmod 0750 /data
+    && chmod 0700 /data
 
 COPY --from=builder /opt/venv /opt/venv
 
-WORKDIR /app
-COPY pyproject.toml README.md ./
-COPY server/ server/
-COPY workers/ workers/
-COPY openapi/ openapi/
-COPY fixtures/ fixtures/
-# Byte-compile now: /app is root-owned and read-only for the runtime user.
-RUN python -m compileall -q server workers
-
+WORKDIR /data
 ENV PATH=/opt/venv/bin:$PATH \
-    PYTHONPATH=/app \
     PYTHONUNBUFFERED=1 \
     PYTHONDONTWRITEBYTECODE=1 \
     UNLIMCALL_HOST=0.0.0.0 \

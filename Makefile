@@ -36,13 +36,13 @@ schemathesis: $(STAMP) ## schemathesis on a live sandbox (MODE=sqlite|postgres|e
 	$(BIN)/python scripts/schemathesis_run.py $(or $(MODE),sqlite)
 
 lint: $(STAMP) ## ruff (lint + format check) and mypy strict
-	$(BIN)/ruff check server workers tests bench scripts
-	$(BIN)/ruff format --check server workers tests bench scripts
+	$(BIN)/ruff check unlimcall_sandbox tests bench scripts examples
+	$(BIN)/ruff format --check unlimcall_sandbox tests bench scripts examples
 	$(BIN)/mypy
 
 format: $(STAMP) ## apply ruff's formatting and safe fixes
-	$(BIN)/ruff check --fix server workers tests bench
-	$(BIN)/ruff format server workers tests bench
+	$(BIN)/ruff check --fix unlimcall_sandbox tests bench scripts examples
+	$(BIN)/ruff format unlimcall_sandbox tests bench scripts examples
 
 bench: $(STAMP) ## run the load benchmarks (not part of CI); writes bench/results.json
 	$(BIN)/python -m bench

@@ -23,7 +23,7 @@ from bench.servers import (
     start_python_module,
     start_sandbox,
 )
-from server.settings import ALL_SCOPES
+from unlimcall_sandbox.server.settings import ALL_SCOPES
 
 CDR_CHUNK = 250_000
 PACED = ("me", "balance")

@@ -27,7 +27,7 @@ from pathlib import Path
 
 import httpx
 
-from server.settings import ALL_SCOPES
+from unlimcall_sandbox.server.settings import ALL_SCOPES
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent

@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from server.settings import ALL_SCOPES
 from tests.support.sandbox import Sandbox
+from unlimcall_sandbox.server.settings import ALL_SCOPES
 
 # (method, path, required scope or None for any valid token)
 OPERATIONS: list[tuple[str, str, str | None]] = [

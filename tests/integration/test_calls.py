@@ -8,11 +8,11 @@ from typing import Any
 
 import pytest
 
-from server.clock import iso
-from server.settings import ALL_SCOPES
 from tests.support.contract import check_webhook_body
 from tests.support.sandbox import Sandbox
-from workers.jobs import simulate_call
+from unlimcall_sandbox.server.clock import iso
+from unlimcall_sandbox.server.settings import ALL_SCOPES
+from unlimcall_sandbox.workers.jobs import simulate_call
 
 
 @pytest.fixture

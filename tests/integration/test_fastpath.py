@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from server.clock import iso
 from tests.support.sandbox import Sandbox
+from unlimcall_sandbox.server.clock import iso
 
 IGNORED_HEADERS = {"date", "x-request-id"}
 

@@ -10,10 +10,10 @@ from typing import Any
 import httpx
 import pytest
 
-from server import verify_signature
 from tests.support.contract import response_hook
 from tests.support.receiver import Receiver
 from tests.support.sandbox import Sandbox
+from unlimcall_sandbox import verify_signature
 
 
 async def rule(sb: Sandbox, **body: Any) -> dict[str, Any]:

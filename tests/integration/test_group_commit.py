@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 from sqlalchemy import text
 
-from server.db import engine as engine_module
-from server.db.engine import dispose, make_engine, write
-from server.settings import Settings
+from unlimcall_sandbox.server.db import engine as engine_module
+from unlimcall_sandbox.server.db.engine import dispose, make_engine, write
+from unlimcall_sandbox.server.settings import Settings
 
 
 @pytest.fixture

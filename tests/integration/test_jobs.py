@@ -9,8 +9,8 @@ import uuid
 from arq.constants import job_key_prefix, result_key_prefix
 from arq.jobs import Job, JobStatus, deserialize_job
 
-from server.jobs import QUEUE, JobSpec
 from tests.support.sandbox import Sandbox
+from unlimcall_sandbox.server.job_queue import QUEUE, JobSpec
 
 
 async def test_enqueue_is_arqs_enqueue_in_one_round_trip(sandbox: Sandbox) -> None:

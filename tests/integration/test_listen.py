@@ -7,9 +7,9 @@ import re
 import sys
 from pathlib import Path
 
-from server import verify_signature
 from tests.support.receiver import Receiver
 from tests.support.sandbox import ADMIN, Sandbox
+from unlimcall_sandbox import verify_signature
 
 CLI = Path(sys.executable).parent / "unlimcall-sandbox"
 

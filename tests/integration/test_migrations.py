@@ -10,11 +10,11 @@ import msgspec
 from alembic import command
 from sqlalchemy import Connection, select, text
 
-from server.db.engine import dispose, make_engine, write
-from server.db.migrate import alembic_config, migrate
-from server.db.tables import cdrs
-from server.services.cdrs import to_struct, wire_of
 from tests.support.sandbox import fresh_database, fresh_redis_url, make_settings
+from unlimcall_sandbox.server.db.engine import dispose, make_engine, write
+from unlimcall_sandbox.server.db.migrate import alembic_config, migrate
+from unlimcall_sandbox.server.db.tables import cdrs
+from unlimcall_sandbox.server.services.cdrs import to_struct, wire_of
 
 OLD_ROWS = [
     ("1764000000.1", 1764000000.0, 75, 60, "+14155550100", "+4930123456", "ANSWERED", None),

@@ -7,9 +7,9 @@ from typing import Any
 
 import pytest
 
-from server.prefer import FORCEABLE
 from tests.support.db import fingerprint
 from tests.support.sandbox import Sandbox
+from unlimcall_sandbox.server.prefer import FORCEABLE
 
 OPS = {
     "getMe": ("GET", "/v1/me"),

@@ -6,8 +6,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from server.clock import iso
 from tests.support.sandbox import Sandbox
+from unlimcall_sandbox.server.clock import iso
 
 
 def ts(dt: datetime) -> str:

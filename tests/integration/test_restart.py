@@ -33,6 +33,6 @@ async def test_restart_keeps_accounts_tokens_and_cdrs(backend: str, tmp_path: Pa
 
 
 def _week_ago(sb: object) -> str:
-    from server.clock import iso
+    from unlimcall_sandbox.server.clock import iso
 
     return iso(sb.rt.clock.now() - 7 * 86400 - 60)  # type: ignore[attr-defined]

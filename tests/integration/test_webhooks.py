@@ -16,7 +16,7 @@ import pytest
 from tests.support.contract import check_webhook_body
 from tests.support.receiver import Received, Receiver, free_port
 from tests.support.sandbox import Sandbox
-from workers.jobs import BATCH_MAX
+from unlimcall_sandbox.workers.jobs import BATCH_MAX
 
 EVENTS = ["call.ended", "call.transferred", "disposition.set", "dnc.added", "lead.completed"]
 

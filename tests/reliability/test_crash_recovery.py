@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from server.clock import iso
 from tests.support.processes import api_only, flush_redis, worker_process
 from tests.support.receiver import Receiver
+from unlimcall_sandbox.server.clock import iso
 
 pytestmark = pytest.mark.slow
 

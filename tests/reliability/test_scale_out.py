@@ -28,11 +28,6 @@ from typing import Any, cast
 import httpx
 import pytest
 
-from server.clock import iso
-from server.services.cdrs import parse_timestamp
-from server.services.events import EVENT_TYPES
-from server.settings import Settings
-from server.signing import SIGNATURE_HEADER, verify_signature
 from tests.support.contract import check_webhook_body, response_hook
 from tests.support.receiver import Receiver, free_port
 from tests.support.sandbox import (
@@ -42,6 +37,11 @@ from tests.support.sandbox import (
     fresh_redis_url,
     make_settings,
 )
+from unlimcall_sandbox.server.clock import iso
+from unlimcall_sandbox.server.services.cdrs import parse_timestamp
+from unlimcall_sandbox.server.services.events import EVENT_TYPES
+from unlimcall_sandbox.server.settings import Settings
+from unlimcall_sandbox.server.signing import SIGNATURE_HEADER, verify_signature
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(360)]
 CLI = Path(sys.executable).parent / "unlimcall-sandbox"
@@ -203,7 +203,7 @@ async def test_api_processes_start_together_on_a_fresh_database(
                     hint=(
                         "concurrent start-up on an empty database races: "
                         "server/runtime.py prepare_database() holds the advisory lock only "
-                        "around migrate(); load_clock() and fixtures.is_empty()/load() run "
+                        "around migrate(); load_clock() and demo_data.is_empty()/load() run "
                         "unlocked, so two processes both insert the clock row or the demo "
                         "accounts (UniqueViolation) and one dies"
                     ),

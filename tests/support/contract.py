@@ -17,7 +17,9 @@ from typing import Any
 import httpx
 from jsonschema import Draft202012Validator, FormatChecker
 
-SPEC_PATH = Path(__file__).resolve().parents[2] / "openapi" / "unlimcall-openapi.json"
+from unlimcall_sandbox.resources import CONTRACT
+
+SPEC_PATH = Path(str(CONTRACT))
 
 
 @lru_cache(maxsize=1)

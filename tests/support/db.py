@@ -6,9 +6,9 @@ from typing import Any
 
 from sqlalchemy import func, select
 
-from server.db.engine import read
-from server.db.tables import accounts, metadata
 from tests.support.sandbox import Sandbox
+from unlimcall_sandbox.server.db.engine import read
+from unlimcall_sandbox.server.db.tables import accounts, metadata
 
 
 async def fingerprint(sb: Sandbox, customer: str) -> list[Any]:

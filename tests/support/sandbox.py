@@ -22,10 +22,10 @@ import redis.asyncio as aioredis
 import uvicorn
 from litestar import Litestar
 
-from server.app import create_app
-from server.settings import ALL_SCOPES, Settings
 from tests.support.contract import response_hook
-from workers.worker import in_process_worker
+from unlimcall_sandbox.server.app import create_app
+from unlimcall_sandbox.server.settings import ALL_SCOPES, Settings
+from unlimcall_sandbox.workers.worker import in_process_worker
 
 ADMIN = "adm_test_" + secrets.token_hex(8)
 PG_URL = os.environ.get("UNLIMCALL_TEST_DATABASE_URL")

@@ -8,9 +8,9 @@ import asyncio
 from collections.abc import Sequence
 from typing import Any
 
-from server.auth import PORTAL_PREFIX, TokenVerifier, hash_secret
-from server.errors import Unauthorized
-from server.services.faults import FaultBook
+from unlimcall_sandbox.server.auth import PORTAL_PREFIX, TokenVerifier, hash_secret
+from unlimcall_sandbox.server.errors import Unauthorized
+from unlimcall_sandbox.server.services.faults import FaultBook
 
 
 class GatedReads:

@@ -2,8 +2,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from server import lifecycle
-from server.lifecycle import FORCED, TRANSITIONS, next_state, plan_call
+from unlimcall_sandbox.server import lifecycle
+from unlimcall_sandbox.server.lifecycle import FORCED, TRANSITIONS, next_state, plan_call
 
 
 def walk(plan: lifecycle.Plan) -> list[str]:

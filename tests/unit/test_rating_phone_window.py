@@ -6,10 +6,15 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from server.errors import InvalidInput, InvalidTimestamp, TillMustBeAfterFrom, WindowTooWide
-from server.phone import is_e164
-from server.rating import default_rate_table, price_cents
-from server.services.cdrs import parse_limit, parse_timestamp, parse_window
+from unlimcall_sandbox.server.errors import (
+    InvalidInput,
+    InvalidTimestamp,
+    TillMustBeAfterFrom,
+    WindowTooWide,
+)
+from unlimcall_sandbox.server.phone import is_e164
+from unlimcall_sandbox.server.rating import default_rate_table, price_cents
+from unlimcall_sandbox.server.services.cdrs import parse_limit, parse_timestamp, parse_window
 
 NOW = datetime(2026, 6, 1, tzinfo=UTC).timestamp()
 

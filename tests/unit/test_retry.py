@@ -3,7 +3,7 @@ import random
 from hypothesis import given
 from hypothesis import strategies as st
 
-from server.retry import RetryPolicy, jitter_rng
+from unlimcall_sandbox.server.retry import RetryPolicy, jitter_rng
 
 POLICY = RetryPolicy()
 

@@ -4,8 +4,8 @@ import hmac
 from hypothesis import given
 from hypothesis import strategies as st
 
-from server import verify_signature
-from server.signing import compute_signature, sign
+from unlimcall_sandbox import verify_signature
+from unlimcall_sandbox.server.signing import compute_signature, sign
 
 SECRET = "whsec_2VR9aBcDeFgHiJkLmNoPqRsTuVwXyZ01"
 

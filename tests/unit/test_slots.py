@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from workers.jobs import Slots
+from unlimcall_sandbox.workers.jobs import Slots
 
 
 async def test_take_is_bounded_and_waits_for_a_free_slot() -> None:

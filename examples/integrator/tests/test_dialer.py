@@ -6,12 +6,12 @@ import time
 
 import httpx
 import pytest
-
 from acme_dialer import Dialer, UnlimCallError, accept_webhook
 
 
-def test_a_completed_lead_reaches_our_webhook_signed(unlimcall, unlimcall_account,
-                                                     unlimcall_inbox) -> None:
+def test_a_completed_lead_reaches_our_webhook_signed(
+    unlimcall, unlimcall_account, unlimcall_inbox
+) -> None:
     dialer = Dialer(unlimcall.api_url, unlimcall_account.token, unlimcall_account.agent_id)
     secret = dialer.subscribe("lead.completed", unlimcall_inbox.url)
     before = dialer.balance()
@@ -38,8 +38,12 @@ def test_we_verify_signatures_like_production(unlimcall, unlimcall_account) -> N
     secret = dialer.subscribe("call.ended", inbox.url)
     unlimcall.fire(unlimcall_account, "call.ended", durationSec=12)
     [message] = inbox.wait_for(1)
-    raw = httpx.Request("POST", "http://acme.local/hooks", headers=message["headers"],
-                        content=message["rawBody"].encode())
+    raw = httpx.Request(
+        "POST",
+        "http://acme.local/hooks",
+        headers=message["headers"],
+        content=message["rawBody"].encode(),
+    )
     assert app(raw).status_code == 204
     assert seen[0]["durationSec"] == 12
     with pytest.raises(ValueError, match="bad signature"):
@@ -51,8 +55,13 @@ def test_our_client_surfaces_upstream_failures(unlimcall, unlimcall_account) -> 
     with pytest.raises(UnlimCallError) as busy:
         dialer.dial("+15005550001")  # rejected upstream
     assert (busy.value.status, busy.value.code) == (502, "originate_failed")
-    unlimcall.fault(operation="getBalance", action="error", status=500, count=1,
-                    customerId=unlimcall_account.customer_id)
+    unlimcall.fault(
+        operation="getBalance",
+        action="error",
+        status=500,
+        count=1,
+        customerId=unlimcall_account.customer_id,
+    )
     with pytest.raises(UnlimCallError) as failing:
         dialer.balance()
     assert failing.value.status == 500

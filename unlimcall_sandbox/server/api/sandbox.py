@@ -1,0 +1,354 @@
+"""The sandbox-only control plane under ``/_sandbox``, behind the admin token."""
+
+from __future__ import annotations
+
+import hmac
+from dataclasses import replace
+from typing import Any
+
+import msgspec
+from litestar import Request, Router, delete, get, patch, post
+from litestar.connection import ASGIConnection
+from litestar.di import Provide
+from litestar.handlers.base import BaseRouteHandler
+from litestar.params import FromPath
+from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED
+
+from unlimcall_sandbox.server import demo_data
+from unlimcall_sandbox.server.clock import iso
+from unlimcall_sandbox.server.db.engine import read
+from unlimcall_sandbox.server.errors import InvalidInput, Unauthorized
+from unlimcall_sandbox.server.http import TxDep, provide_tx, read_struct, runtime
+from unlimcall_sandbox.server.ids import derived_uuid, next_counter
+from unlimcall_sandbox.server.services import accounts as account_service
+from unlimcall_sandbox.server.services import calls as call_service
+from unlimcall_sandbox.server.services import cdrs as cdr_service
+from unlimcall_sandbox.server.services import dashboard as dashboard_service
+from unlimcall_sandbox.server.services import deliveries as delivery_service
+from unlimcall_sandbox.server.services import events as event_service
+from unlimcall_sandbox.server.services import faults as fault_service
+from unlimcall_sandbox.server.services import hooks as hook_service
+from unlimcall_sandbox.server.services import tokens as token_service
+from unlimcall_sandbox.server.settings import ALL_SCOPES
+from unlimcall_sandbox.server.structs import (
+    AccountCreate,
+    AccountPatch,
+    AccountView,
+    AgentCreate,
+    AgentView,
+    CdrGenerate,
+    CdrGenerated,
+    OAuthClientCreate,
+    OAuthClientCreated,
+    TokenCreate,
+    TokenCreated,
+)
+
+Req = Request[Any, Any, Any]
+_ADMIN_REALM = 'Bearer realm="unlimcall-sandbox"'
+
+
+async def admin_guard(
+    connection: ASGIConnection[Any, Any, Any, Any], _handler: BaseRouteHandler
+) -> None:
+    expected = connection.app.state.rt.settings.admin_token or ""
+    header = connection.headers.get("authorization", "")
+    scheme, _, token = header.partition(" ")
+    if (
+        not expected
+        or scheme.lower() != "bearer"
+        or not hmac.compare_digest(token.strip().encode(), expected.encode())
+    ):
+        raise Unauthorized(
+            "The control plane needs Authorization: Bearer $UNLIMCALL_ADMIN_TOKEN.",
+            headers={"WWW-Authenticate": _ADMIN_REALM},
+        )
+
+
+def _customer(raw: str) -> int:
+    return account_service.parse_customer_id(raw)
+
+
+@post("/accounts", status_code=HTTP_201_CREATED)
+async def create_account(request: Req, tx: TxDep) -> AccountView:
+    data = await read_struct(request, AccountCreate)
+    row = await account_service.create(tx.conn, data, tx.rt.clock.now())
+    return account_service.account_view(row)
+
+
+@get("/accounts")
+async def list_accounts(request: Req) -> dict[str, Any]:
+    async with read(runtime(request).engine) as conn:
+        items = await dashboard_service.list_accounts(conn)
+    return {"count": len(items), "accounts": items}
+
+
+@get("/accounts/{customer_id:str}/overview")
+async def account_overview(request: Req, customer_id: FromPath[str]) -> dict[str, Any]:
+    """Everything the dashboard shows for one account."""
+    rt = runtime(request)
+    q = request.query_params
+    async with read(rt.engine) as conn:
+        return await dashboard_service.overview(
+            conn,
+            rt.reads,
+            _customer(customer_id),
+            rt.clock.now(),
+            q.get("disposition") or None,
+            q.get("country") or None,
+        )
+
+
+@get("/accounts/{customer_id:str}")
+async def get_account(request: Req, customer_id: FromPath[str]) -> AccountView:
+    async with read(runtime(request).engine) as conn:
+        row = await account_service.get(conn, _customer(customer_id))
+    return account_service.account_view(row)
+
+
+@patch("/accounts/{customer_id:str}")
+async def patch_account(request: Req, tx: TxDep, customer_id: FromPath[str]) -> AccountView:
+    data = await read_struct(request, AccountPatch)
+    account_id = _customer(customer_id)
+    row = await account_service.patch(tx.conn, account_id, data)
+    tx.on_commit.append(lambda: tx.rt.verifier.invalidate_account(account_id))
+    return account_service.account_view(row)
+
+
+@post("/accounts/{customer_id:str}/tokens", status_code=HTTP_201_CREATED)
+async def create_token(request: Req, tx: TxDep, customer_id: FromPath[str]) -> TokenCreated:
+    data = await read_struct(request, TokenCreate)
+    return await token_service.mint_portal_token(
+        tx.conn, _customer(customer_id), data.scopes, data.expiresIn, tx.rt.clock.real_now()
+    )
+
+
+@delete("/tokens/{token_id:str}", status_code=HTTP_200_OK)
+async def revoke_token(tx: TxDep, token_id: FromPath[str]) -> dict[str, Any]:
+    await token_service.revoke(tx.conn, token_id, tx.rt.clock.real_now())
+    tx.on_commit.append(lambda: tx.rt.verifier.invalidate_token(token_id))
+    return {"id": token_id, "revoked": True}
+
+
+@post("/accounts/{customer_id:str}/oauth-clients", status_code=HTTP_201_CREATED)
+async def create_oauth_client(
+    request: Req, tx: TxDep, customer_id: FromPath[str]
+) -> OAuthClientCreated:
+    data = await read_struct(request, OAuthClientCreate)
+    return await token_service.create_oauth_client(
+        tx.conn, _customer(customer_id), data.scopes, tx.rt.clock.real_now()
+    )
+
+
+@post("/accounts/{customer_id:str}/agents", status_code=HTTP_201_CREATED)
+async def create_agent(request: Req, tx: TxDep, customer_id: FromPath[str]) -> AgentView:
+    data = await read_struct(request, AgentCreate)
+    row = await account_service.create_agent(
+        tx.conn, _customer(customer_id), data, tx.rt.clock.now()
+    )
+    return account_service.agent_view(row)
+
+
+@post("/accounts/{customer_id:str}/cdrs/generate", status_code=HTTP_201_CREATED)
+async def generate_cdrs(request: Req, tx: TxDep, customer_id: FromPath[str]) -> CdrGenerated:
+    data = await read_struct(request, CdrGenerate)
+    account = await account_service.get(tx.conn, _customer(customer_id))
+    now = tx.rt.clock.now()
+    till = now if data.till is None else cdr_service.parse_timestamp(data.till)
+    start = till - 7 * 86400.0 if data.from_ is None else cdr_service.parse_timestamp(data.from_)
+    count = await cdr_service.generate(
+        tx.conn,
+        account.id,
+        data.count,
+        start,
+        till,
+        tx.rt.settings.seed,
+        tx.rt.rates,
+        account.currency,
+    )
+    return CdrGenerated(
+        customerId=str(account.id),
+        count=count,
+        fromTime=iso(start),
+        tillTime=iso(till),
+    )
+
+
+@get("/calls/{call_id:str}")
+async def get_call(request: Req, call_id: FromPath[str]) -> dict[str, Any]:
+    async with read(runtime(request).engine) as conn:
+        return await call_service.describe(conn, call_id)
+
+
+class EventFire(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    customerId: str
+    event: str
+    fields: dict[str, Any] = msgspec.field(default_factory=dict)
+
+
+@post("/events", status_code=HTTP_201_CREATED)
+async def fire_event(request: Req, tx: TxDep) -> dict[str, Any]:
+    data = await read_struct(request, EventFire)
+    if data.event not in event_service.EVENT_TYPES:
+        raise InvalidInput(f"event must be one of {', '.join(event_service.EVENT_TYPES)}.")
+    account_id = _customer(data.customerId)
+    await account_service.get(tx.conn, account_id)
+    seed = tx.rt.settings.seed
+    seq = await next_counter(tx.conn, "event")
+    event_id = derived_uuid(seed, "event", "fired", seq)
+    call_id = str(data.fields.get("callId") or derived_uuid(seed, "fired-call", seq))
+    payload: dict[str, Any] = {
+        "callId": call_id,
+        "contactId": call_service.contact_id(account_id, "+14155551234"),
+        "phone": "+14155551234",
+        "dispositionCode": "ANSWERED",
+        "actor": "sandbox",
+    }
+    if data.event == "call.ended":
+        payload.update(
+            durationSec=42,
+            hangupReason="agent_hangup",
+            sentimentLabel="positive",
+            transferInitiated=False,
+        )
+    payload.update(
+        {k: v for k, v in data.fields.items() if k not in ("event", "eventId", "createdAt")}
+    )
+    now = tx.rt.clock.now()
+    jobs = await event_service.emit(
+        tx.conn, account_id, data.event, payload, now, seed, event_id=event_id, call_id=None
+    )
+    tx.after_commit.extend(jobs)
+    body = event_service.body_of(data.event, event_id, now, payload)
+    return {"eventId": event_id, "event": data.event, "deliveries": len(jobs), "body": body}
+
+
+@get("/deliveries")
+async def list_deliveries(request: Req) -> dict[str, Any]:
+    q = request.query_params
+    status = q.get("status")
+    if status is not None and status not in delivery_service.STATUSES:
+        raise InvalidInput(f"status must be one of {', '.join(delivery_service.STATUSES)}.")
+    hook_id = q.get("hookId")
+    if hook_id is not None:
+        hook_id = hook_service.parse_uuid(hook_id)
+    customer = q.get("customerId")
+    limit = cdr_service.parse_limit(q.get("limit"))
+    async with read(runtime(request).engine) as conn:
+        items = await delivery_service.listing(
+            conn,
+            hook_id=hook_id,
+            status=status,
+            event=q.get("event"),
+            account_id=None if customer is None else _customer(customer),
+            limit=limit,
+        )
+    return {"count": len(items), "deliveries": items}
+
+
+@post("/deliveries/{delivery_id:str}/redeliver", status_code=HTTP_200_OK)
+async def redeliver(tx: TxDep, delivery_id: FromPath[str]) -> dict[str, Any]:
+    job = await delivery_service.redeliver(
+        tx.conn, hook_service.parse_uuid(delivery_id), tx.rt.clock.now()
+    )
+    tx.after_commit.append(job)
+    return {"id": delivery_id, "status": "pending"}
+
+
+@post("/clock/fast-forward", status_code=HTTP_200_OK)
+async def fast_forward(tx: TxDep) -> dict[str, Any]:
+    now = tx.rt.clock.now()
+    due_calls = await call_service.make_all_due(tx.conn, now)
+    due_deliveries = await delivery_service.make_all_due(tx.conn, now)
+    # Fresh job ids: the original deferred jobs keep their ids and become no-ops later.
+    tag = f"ff{int(now * 1000)}"
+    jobs = [call_service.job_for(c.id, c.state, 0.0) for c in due_calls]
+    jobs += [event_service.delivery_job(d.id, d.attempts + 1) for d in due_deliveries]
+    tx.after_commit.extend(replace(j, job_id=f"{j.job_id}:{tag}") for j in jobs)
+    return {
+        "calls": len(due_calls),
+        "deliveries": len(due_deliveries),
+        "sandboxTime": iso(now),
+    }
+
+
+@get("/clock")
+async def get_clock(request: Req) -> dict[str, Any]:
+    clk = runtime(request).clock
+    return {"sandboxTime": iso(clk.now()), "scale": clk.scale}
+
+
+@post("/faults", status_code=HTTP_201_CREATED)
+async def create_fault(request: Req, tx: TxDep) -> dict[str, Any]:
+    data = await read_struct(request, fault_service.FaultCreate)
+    account_id = None
+    if data.customerId is not None:
+        account_id = (await account_service.get(tx.conn, _customer(data.customerId))).id
+    rule: dict[str, Any] = await fault_service.create(tx.conn, data, account_id, tx.rt.clock.now())
+    tx.on_commit.append(tx.rt.faults.invalidate)
+    return rule
+
+
+@get("/faults")
+async def list_faults(request: Req) -> dict[str, Any]:
+    async with read(runtime(request).engine) as conn:
+        rules = await fault_service.listing(conn)
+    return {"count": len(rules), "faults": rules}
+
+
+@delete("/faults/{fault_id:str}", status_code=HTTP_200_OK)
+async def delete_fault(tx: TxDep, fault_id: FromPath[str]) -> dict[str, Any]:
+    await fault_service.remove(tx.conn, fault_id)
+    tx.on_commit.append(tx.rt.faults.invalidate)
+    return {"id": fault_id, "deleted": True}
+
+
+@delete("/faults", status_code=HTTP_200_OK)
+async def delete_faults(tx: TxDep) -> dict[str, Any]:
+    count = await fault_service.remove(tx.conn, None)
+    tx.on_commit.append(tx.rt.faults.invalidate)
+    return {"deleted": count}
+
+
+@post("/reset", status_code=HTTP_200_OK)
+async def reset(tx: TxDep) -> dict[str, Any]:
+    rt = tx.rt
+    # The clock is not reset: every process shares its anchor, and it only moves forward.
+    await demo_data.wipe(tx.conn)
+    tx.on_commit.append(rt.faults.invalidate)
+    customer = await demo_data.load(tx.conn, rt.clock.now(), rt.settings.seed, rt.rates)
+    tx.on_commit.append(rt.verifier.clear)
+    token = await token_service.mint_portal_token(
+        tx.conn, customer, list(ALL_SCOPES), None, rt.clock.real_now()
+    )
+    return {"reset": True, "customerId": str(customer), "demoToken": token.token}
+
+
+sandbox_router = Router(
+    path="/_sandbox",
+    guards=[admin_guard],
+    dependencies={"tx": Provide(provide_tx)},
+    route_handlers=[
+        create_account,
+        list_accounts,
+        account_overview,
+        get_account,
+        patch_account,
+        create_token,
+        revoke_token,
+        create_oauth_client,
+        create_agent,
+        generate_cdrs,
+        get_call,
+        fire_event,
+        list_deliveries,
+        redeliver,
+        fast_forward,
+        get_clock,
+        reset,
+        create_fault,
+        list_faults,
+        delete_fault,
+        delete_faults,
+    ],
+)

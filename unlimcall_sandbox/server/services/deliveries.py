@@ -1,0 +1,331 @@
+"""Webhook deliveries: claiming an attempt, recording its outcome, the delivery log.
+
+Claiming is one conditional UPDATE that takes a lease (wall-clock seconds) on a due,
+pending delivery and bumps its attempt counter; only the claimant sends. Recording the
+outcome clears the lease and schedules the next attempt in the same transaction as the
+attempt row, so a crash at any point loses nothing: an unrecorded attempt's lease runs out
+and the sweep sends it again with the same delivery id.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import and_, bindparam, or_, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from unlimcall_sandbox.server.clock import iso
+from unlimcall_sandbox.server.db.fastsql import run
+from unlimcall_sandbox.server.db.tables import deliveries, delivery_attempts, events, hooks
+from unlimcall_sandbox.server.errors import InvalidInput, NotFound
+from unlimcall_sandbox.server.job_queue import JobSpec
+from unlimcall_sandbox.server.retry import RetryPolicy, jitter_rng
+from unlimcall_sandbox.server.services.events import delivery_job
+
+BODY_KEEP = 1024
+DELIVERED = "delivered"
+FAILED = "failed"
+PENDING = "pending"
+CANCELLED = "cancelled"
+STATUSES = (PENDING, DELIVERED, FAILED, CANCELLED)
+
+
+@dataclass(frozen=True, slots=True)
+class Claim:
+    delivery_id: str
+    attempt: int
+    account_id: int
+    event_type: str
+    target_url: str
+    secret: str
+    body: bytes
+    first_attempt_at: float
+    claimed_at: float
+    """Sandbox time of the claim: the attempt's recorded time."""
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    status_code: int | None
+    latency_ms: int
+    error: str | None
+    response_body: str | None
+
+    @property
+    def kind(self) -> str:
+        """delivered | permanent | retry"""
+        code = self.status_code
+        if code is not None and 200 <= code < 300:
+            return "delivered"
+        if code is not None and 400 <= code < 500:
+            return "permanent"
+        return "retry"
+
+
+# Hot-path statements (``unlimcall_sandbox.server.db.fastsql``): built once, bound per attempt.
+_CLAIMABLE = (
+    select(
+        deliveries.c.attempts,
+        deliveries.c.account_id,
+        deliveries.c.event_type,
+        deliveries.c.first_attempt_at,
+        hooks.c.target_url,
+        hooks.c.secret,
+        hooks.c.active,
+        events.c.payload,
+    )
+    .join(hooks, hooks.c.id == deliveries.c.hook_id)
+    .join(events, events.c.id == deliveries.c.event_id)
+    .where(
+        deliveries.c.id == bindparam("w_id"),
+        deliveries.c.status == PENDING,
+        deliveries.c.next_attempt_at <= bindparam("w_due"),
+        or_(
+            deliveries.c.lease_until.is_(None),
+            deliveries.c.lease_until < bindparam("w_real_now"),
+        ),
+    )
+)
+_CANCEL = (
+    update(deliveries)
+    .where(deliveries.c.id == bindparam("w_id"), deliveries.c.status == PENDING)
+    .values(status=CANCELLED, next_attempt_at=None, lease_until=None)
+)
+_CLAIM = update(deliveries).where(
+    deliveries.c.id == bindparam("w_id"),
+    deliveries.c.status == PENDING,
+    deliveries.c.attempts == bindparam("w_attempts"),
+)
+_INSERT_ATTEMPT = delivery_attempts.insert()
+_SETTLE = update(deliveries).where(deliveries.c.id == bindparam("w_id"))
+
+
+_FIRST_ATTEMPTS = (
+    select(deliveries.c.id)
+    .where(
+        deliveries.c.event_id == bindparam("w_event"),
+        deliveries.c.status == PENDING,
+        deliveries.c.attempts == 0,
+    )
+    .order_by(deliveries.c.id)
+)
+
+
+async def first_attempts(conn: AsyncConnection, event_id: str) -> list[str]:
+    """The deliveries of ``event_id`` that were never attempted."""
+    return [str(i) for i in (await run(conn, _FIRST_ATTEMPTS, {"w_event": event_id})).scalars()]
+
+
+async def claim(
+    conn: AsyncConnection,
+    delivery_id: str,
+    now: float,
+    lease_seconds: float,
+    tolerance: float = 0.0,
+) -> Claim | None:
+    """Take the due attempt of ``delivery_id``, or None when it is not due, finished,
+    leased by another worker, or its hook was deleted (then it is cancelled)."""
+    real_now = time.time()
+    params = {"w_id": delivery_id, "w_due": now + tolerance, "w_real_now": real_now}
+    row = (await run(conn, _CLAIMABLE, params)).first()
+    if row is None:
+        return None
+    if not row.active:
+        await run(conn, _CANCEL, {"w_id": delivery_id})
+        return None
+    first = row.first_attempt_at if row.first_attempt_at is not None else now
+    result = await run(
+        conn,
+        _CLAIM,
+        {
+            "w_id": delivery_id,
+            "w_attempts": row.attempts,
+            "attempts": row.attempts + 1,
+            "lease_until": real_now + lease_seconds,
+            "first_attempt_at": first,
+        },
+    )
+    if result.rowcount != 1:
+        return None
+    return Claim(
+        delivery_id=delivery_id,
+        attempt=row.attempts + 1,
+        account_id=int(row.account_id),
+        event_type=row.event_type,
+        target_url=row.target_url,
+        secret=row.secret,
+        body=row.payload.encode("utf-8"),
+        first_attempt_at=first,
+        claimed_at=now,
+    )
+
+
+async def record(
+    conn: AsyncConnection,
+    claim_: Claim,
+    outcome: Outcome,
+    attempted_at: float,
+    policy: RetryPolicy,
+    seed: int,
+    real_delay: Any,
+) -> JobSpec | None:
+    """Store the attempt and move the delivery on; returns the next attempt's job."""
+    kind = outcome.kind
+    next_at: float | None = None
+    if kind == "delivered":
+        status = DELIVERED
+    elif kind == "permanent":
+        status = FAILED
+    else:
+        rng = jitter_rng(seed, claim_.delivery_id, claim_.attempt)
+        next_at = policy.next_attempt_at(claim_.attempt, claim_.first_attempt_at, attempted_at, rng)
+        status = PENDING if next_at is not None else FAILED
+    await run(
+        conn,
+        _INSERT_ATTEMPT,
+        {
+            "delivery_id": claim_.delivery_id,
+            "number": claim_.attempt,
+            "attempted_at": attempted_at,
+            "status_code": outcome.status_code,
+            "latency_ms": outcome.latency_ms,
+            "error": outcome.error,
+            "response_body": outcome.response_body,
+            "next_attempt_at": next_at,
+            "outcome": kind if status != FAILED or kind == "permanent" else "exhausted",
+        },
+    )
+    await run(
+        conn,
+        _SETTLE,
+        {
+            "w_id": claim_.delivery_id,
+            "status": status,
+            "next_attempt_at": next_at,
+            "lease_until": None,
+            "last_status_code": outcome.status_code,
+        },
+    )
+    if next_at is None:
+        return None
+    return delivery_job(claim_.delivery_id, claim_.attempt + 1, real_delay(next_at))
+
+
+async def due(conn: AsyncConnection, now: float, limit: int = 1000) -> list[Any]:
+    """Pending deliveries due by ``now`` with no live lease: what the sweep re-enqueues."""
+    real_now = time.time()
+    stmt = (
+        select(deliveries.c.id, deliveries.c.attempts)
+        .where(
+            deliveries.c.status == PENDING,
+            deliveries.c.next_attempt_at <= now,
+            or_(deliveries.c.lease_until.is_(None), deliveries.c.lease_until < real_now),
+        )
+        .order_by(deliveries.c.next_attempt_at)
+        .limit(limit)
+    )
+    return list((await conn.execute(stmt)).all())
+
+
+async def make_all_due(conn: AsyncConnection, now: float) -> list[Any]:
+    """Fast-forward: every pending retry becomes due now."""
+    stmt = (
+        update(deliveries)
+        .where(deliveries.c.status == PENDING, deliveries.c.next_attempt_at > now)
+        .values(next_attempt_at=now)
+        .returning(deliveries.c.id, deliveries.c.attempts)
+    )
+    return list((await conn.execute(stmt)).all())
+
+
+async def redeliver(conn: AsyncConnection, delivery_id: str, now: float) -> JobSpec:
+    """Send a delivery again: pending, due now, with a fresh 24 h window."""
+    row = (
+        await conn.execute(
+            select(deliveries.c.attempts, hooks.c.active)
+            .join(hooks, hooks.c.id == deliveries.c.hook_id)
+            .where(deliveries.c.id == delivery_id)
+        )
+    ).first()
+    if row is None:
+        raise NotFound(f"No delivery {delivery_id!r}.")
+    if not row.active:
+        raise InvalidInput("The hook of this delivery is deleted; nothing to send to.")
+    await conn.execute(
+        update(deliveries)
+        .where(deliveries.c.id == delivery_id)
+        .values(status=PENDING, next_attempt_at=now, first_attempt_at=None, lease_until=None)
+    )
+    return delivery_job(delivery_id, row.attempts + 1)
+
+
+async def listing(
+    conn: AsyncConnection,
+    *,
+    hook_id: str | None,
+    status: str | None,
+    event: str | None,
+    account_id: int | None,
+    limit: int,
+    delivery_id: str | None = None,
+) -> list[dict[str, Any]]:
+    conds = []
+    if delivery_id is not None:
+        conds.append(deliveries.c.id == delivery_id)
+    if hook_id is not None:
+        conds.append(deliveries.c.hook_id == hook_id)
+    if status is not None:
+        conds.append(deliveries.c.status == status)
+    if event is not None:
+        conds.append(deliveries.c.event_type == event)
+    if account_id is not None:
+        conds.append(deliveries.c.account_id == account_id)
+    stmt = (
+        select(deliveries, events.c.payload, hooks.c.target_url)
+        .join(events, events.c.id == deliveries.c.event_id)
+        .join(hooks, hooks.c.id == deliveries.c.hook_id)
+        .where(and_(*conds))
+        .order_by(deliveries.c.created_at.desc(), deliveries.c.id)
+        .limit(limit)
+    )
+    rows = (await conn.execute(stmt)).all()
+    ids = [r.id for r in rows]
+    attempts: dict[str, list[dict[str, Any]]] = {i: [] for i in ids}
+    if ids:
+        att_rows = await conn.execute(
+            select(delivery_attempts)
+            .where(delivery_attempts.c.delivery_id.in_(ids))
+            .order_by(delivery_attempts.c.delivery_id, delivery_attempts.c.number)
+        )
+        for a in att_rows:
+            attempts[a.delivery_id].append(
+                {
+                    "number": a.number,
+                    "attemptedAt": iso(a.attempted_at),
+                    "statusCode": a.status_code,
+                    "latencyMs": a.latency_ms,
+                    "error": a.error,
+                    "responseBody": a.response_body,
+                    "outcome": a.outcome,
+                    "nextAttemptAt": None if a.next_attempt_at is None else iso(a.next_attempt_at),
+                }
+            )
+    return [
+        {
+            "id": r.id,
+            "hookId": r.hook_id,
+            "eventId": r.event_id,
+            "event": r.event_type,
+            "customerId": str(r.account_id),
+            "targetUrl": r.target_url,
+            "status": r.status,
+            "attempts": attempts[r.id],
+            "createdAt": iso(r.created_at),
+            "nextAttemptAt": None if r.next_attempt_at is None else iso(r.next_attempt_at),
+            "payload": json.loads(r.payload),
+        }
+        for r in rows
+    ]

@@ -1,0 +1,60 @@
+"""Webhook signatures: ``X-Unlimcall-Signature: t=<unix>,v1=<hex>``.
+
+``hex`` is HMAC-SHA256 keyed with the hook secret exactly as ``POST /hooks`` returned it
+(UTF-8), over ``f"{t}.{raw_body}"``. Pure functions; integrators import
+``verify_signature`` from ``server`` (or ``unlimcall_sandbox.server.signing``) to check deliveries.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import time
+
+SIGNATURE_HEADER = "X-Unlimcall-Signature"
+
+
+def compute_signature(secret: str, timestamp: int, body: bytes) -> str:
+    message = str(timestamp).encode() + b"." + body
+    return hmac.new(secret.encode("utf-8"), message, hashlib.sha256).hexdigest()
+
+
+def sign(secret: str, body: bytes, timestamp: int | None = None) -> str:
+    """The header value for ``body`` signed at ``timestamp`` (default: now, wall clock)."""
+    t = int(time.time()) if timestamp is None else timestamp
+    return f"t={t},v1={compute_signature(secret, t, body)}"
+
+
+def verify_signature(
+    secret: str,
+    header: str,
+    body: bytes | str,
+    tolerance: int = 300,
+    now: float | None = None,
+) -> bool:
+    """True when ``header`` is a valid signature of ``body`` made within ``tolerance`` s.
+
+    ``body`` must be the raw request body, byte for byte. Several ``v1=`` entries are
+    accepted (any one matching is enough). ``tolerance=0`` skips the age check.
+    """
+    raw = body.encode("utf-8") if isinstance(body, str) else body
+    timestamp: int | None = None
+    candidates: list[str] = []
+    for part in header.split(","):
+        key, sep, value = part.strip().partition("=")
+        if not sep:
+            continue
+        if key == "t":
+            try:
+                timestamp = int(value)
+            except ValueError:
+                return False
+        elif key == "v1":
+            candidates.append(value)
+    if timestamp is None or not candidates:
+        return False
+    current = time.time() if now is None else now
+    if tolerance and abs(current - timestamp) > tolerance:
+        return False
+    expected = compute_signature(secret, timestamp, raw)
+    return any(hmac.compare_digest(expected, c) for c in candidates)
