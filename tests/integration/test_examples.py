@@ -15,7 +15,7 @@ def test_the_example_project_passes_with_the_plugin(backend: str) -> None:
     if backend != "sqlite":
         pytest.skip("the plugin starts its own sandbox (SQLite + embedded Redis)")
     run = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-W", "ignore::DeprecationWarning"],
+        [str(Path(sys.executable).parent / "pytest"), "-q", "-W", "ignore::DeprecationWarning"],
         cwd=EXAMPLE,
         capture_output=True,
         text=True,
