@@ -37,7 +37,10 @@ from tests.support.contract import check  # noqa: E402  (the repo's contract che
 
 ADMIN = "adm_wheel_check_" + os.urandom(12).hex()
 # A package of the integrator's own with the name the sandbox used to install at top level.
-INTEGRATOR_SERVER = '"""The integrator\'s own `server` package: must win over anything installed."""\n\nNAME = "acme"\n'
+INTEGRATOR_SERVER = (
+    '"""The integrator\'s own `server` package: must win over anything installed."""\n'
+    '\nNAME = "acme"\n'
+)
 SERVER_TEST = """from server import NAME
 
 
@@ -136,14 +139,16 @@ def journey(base: str) -> None:
         minted.raise_for_status()
         auth = {"Authorization": f"Bearer {minted.json()['token']}"}
         me = http.get(f"{base}/v1/me", headers=auth)
-        assert me.status_code == 200 and me.json()["customerId"] == "1042", me.text
+        if me.status_code != 200 or me.json()["customerId"] != "1042":
+            sys.exit(f"wheel-check: /v1/me answered {me.status_code} {me.text}")
         step("/v1/me 200")
         agents = http.get(f"{base}/v1/agents", headers=auth).json()["items"]
         agent = next(a["id"] for a in agents if a.get("provisioned", True))
         placed = http.post(
             f"{base}/v1/calls", headers=auth, json={"agentId": agent, "toNumber": "+15005550008"}
         )
-        assert placed.status_code == 200, placed.text
+        if placed.status_code != 200:
+            sys.exit(f"wheel-check: POST /v1/calls answered {placed.status_code} {placed.text}")
         call_id = placed.json()["callId"]
         step(f"POST /v1/calls 200 ({call_id})")
         deadline = time.monotonic() + 60
