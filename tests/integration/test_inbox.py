@@ -3,6 +3,8 @@ answer status to exercise retries."""
 
 from __future__ import annotations
 
+import time
+
 from tests.support.sandbox import Sandbox
 
 
@@ -62,6 +64,31 @@ async def test_unsigned_and_forged_arrivals_are_flagged(sandbox: Sandbox) -> Non
     assert r.status_code == 200
     box = (await sandbox.client.get("/_sandbox/inbox/forged", headers=sandbox.admin)).json()
     assert box["count"] == 0
+
+
+async def test_an_unparseable_signature_on_a_known_delivery_is_invalid(sandbox: Sandbox) -> None:
+    customer = await sandbox.account()
+    inbox = f"{sandbox.base_url}/_sandbox/inbox/sig-{customer}"
+    r = await sandbox.client.post(
+        "/v1/hooks",
+        headers=sandbox.bearer(await sandbox.token(customer)),
+        json={"event": "call.ended", "target_url": inbox},
+    )
+    hook_id = r.json()["id"]
+    await sandbox.admin_post("/events", {"customerId": customer, "event": "call.ended"})
+    [d] = await sandbox.wait_deliveries(
+        lambda items: items and items[0]["status"] == "delivered", hookId=hook_id
+    )
+    r = await sandbox.client.post(
+        f"/_sandbox/inbox/sig-{customer}",
+        content=b"{}",
+        headers={
+            "X-Unlimcall-Signature": f"t={int(time.time())},v1=é".encode(),
+            "X-Unlimcall-Delivery": d["id"],
+        },
+    )
+    assert r.status_code == 200, r.text
+    assert r.json()["signature"] == "invalid"
 
 
 async def test_inbox_admin_routes_are_guarded_and_names_checked(sandbox: Sandbox) -> None:

@@ -126,6 +126,27 @@ async def test_malformed_token_requests(sandbox: Sandbox) -> None:
         assert r.headers["cache-control"] == "no-store"
 
 
+async def test_undecodable_basic_credentials_are_invalid_client(sandbox: Sandbox) -> None:
+    """RFC 6749 §5.2 / RFC 7617: credentials that cannot be decoded are the client's
+    failure to authenticate (401 with a Basic challenge), never a server error."""
+    undecodable = [
+        b"Basic /w==",  # base64 of 0xff: not UTF-8
+        b"Basic " + base64.b64encode("j\u00f6rg:s\u00e9cret".encode("latin-1")),
+        b"Basic " + base64.b64encode(b"no-colon-here"),
+        "Basic é".encode(),
+    ]
+    for authorization in undecodable:
+        r = await sandbox.client.post(
+            "/oauth/token",
+            content=b"grant_type=client_credentials",
+            headers={**FORM, "Authorization": authorization},
+        )
+        assert r.status_code == 401, (authorization, r.text)
+        assert r.json()["error"] == "invalid_client"
+        assert r.headers["www-authenticate"].startswith("Basic realm=")
+        assert r.headers["cache-control"] == "no-store"
+
+
 async def test_oauth_token_expires(fresh: Any) -> None:
     async with fresh(oauth_token_ttl=1) as sb:
         _, c = await _client(sb, ["read:balance"])

@@ -43,3 +43,20 @@ def test_sign_then_verify_and_any_changed_byte_fails(
         assert not verify_signature(SECRET, header, flipped, now=t)
     assert not verify_signature(SECRET + "x", header, body, now=t)
     assert not verify_signature(SECRET, sign(SECRET, body, t + 1), body + b" ", now=t)
+
+
+@given(st.one_of(st.text(), st.binary()), st.one_of(st.text(), st.binary()))
+def test_any_header_is_a_verdict_never_an_exception(header: str | bytes, body: str | bytes) -> None:
+    assert verify_signature(SECRET, header, body, tolerance=0) is False
+
+
+def test_non_ascii_and_oversized_values_are_false() -> None:
+    now = 1_700_000_000
+    for header in (
+        f"t={now},v1=é",
+        f"t={now},v1=" + "é" * 64,
+        "t=١٧٠٠٠٠٠٠٠٠,v1=" + "0" * 64,  # non-ASCII digits
+        "t=" + "9" * 5000 + ",v1=" + "0" * 64,  # past int()'s digit limit
+        f"t={now},v1=abc".encode() + b"\xff",
+    ):
+        assert verify_signature(SECRET, header, b"{}", now=now) is False

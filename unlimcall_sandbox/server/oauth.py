@@ -159,6 +159,19 @@ class _Server(AuthorizationServer):  # type: ignore[misc]
         return status, body, headers
 
 
+def malformed_basic(authorization: str | None) -> bool:
+    """True when the request uses HTTP Basic but its credentials cannot be decoded (not
+    base64, not UTF-8, no ``:``): RFC 6749 §5.2 ``invalid_client``, never a server error
+    (authlib raises while decoding such a header)."""
+    if not authorization or authorization[:6].lower() != "basic ":
+        return False
+    try:
+        decoded = base64.b64decode(authorization[6:].strip(), validate=True).decode("utf-8")
+    except (ValueError, UnicodeDecodeError):
+        return True
+    return ":" not in decoded
+
+
 def client_id_of(authorization: str | None, form: dict[str, str]) -> str | None:
     """The client id the request claims, from HTTP Basic or the form (for preloading)."""
     if authorization and authorization[:6].lower() == "basic ":

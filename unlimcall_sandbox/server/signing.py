@@ -27,7 +27,7 @@ def sign(secret: str, body: bytes, timestamp: int | None = None) -> str:
 
 def verify_signature(
     secret: str,
-    header: str,
+    header: str | bytes,
     body: bytes | str,
     tolerance: int = 300,
     now: float | None = None,
@@ -36,8 +36,16 @@ def verify_signature(
 
     ``body`` must be the raw request body, byte for byte. Several ``v1=`` entries are
     accepted (any one matching is enough). ``tolerance=0`` skips the age check.
+    Never raises: a header it cannot parse (any text or bytes at all) is simply False.
     """
-    raw = body.encode("utf-8") if isinstance(body, str) else body
+    if isinstance(header, bytes):
+        try:
+            header = header.decode("ascii")
+        except UnicodeDecodeError:
+            return False
+    if not isinstance(header, str) or not isinstance(body, str | bytes):
+        return False
+    raw = body.encode("utf-8", "surrogatepass") if isinstance(body, str) else body
     timestamp: int | None = None
     candidates: list[str] = []
     for part in header.split(","):
@@ -45,11 +53,11 @@ def verify_signature(
         if not sep:
             continue
         if key == "t":
-            try:
-                timestamp = int(value)
-            except ValueError:
+            if not (value.isascii() and value.isdigit() and len(value) <= 12):
                 return False
-        elif key == "v1":
+            timestamp = int(value)
+        elif key == "v1" and value.isascii():
+            # compare_digest refuses non-ASCII str; such a value can never match anyway.
             candidates.append(value)
     if timestamp is None or not candidates:
         return False

@@ -9,7 +9,7 @@ from litestar import Request, Response, get, post
 
 from unlimcall_sandbox.server.db.engine import read, write
 from unlimcall_sandbox.server.http import runtime
-from unlimcall_sandbox.server.oauth import Client, client_id_of, parse_form
+from unlimcall_sandbox.server.oauth import Client, client_id_of, malformed_basic, parse_form
 from unlimcall_sandbox.server.services import tokens as token_service
 from unlimcall_sandbox.server.settings import ALL_SCOPES
 
@@ -44,6 +44,13 @@ async def token(request: Req) -> Response[bytes]:
     repeated = sorted(k for k, v in datalist.items() if len(v) > 1)
     if repeated:
         return _oauth_error(400, "invalid_request", f"Parameters repeated: {', '.join(repeated)}.")
+    if malformed_basic(request.headers.get("authorization")):
+        return _oauth_error(
+            401,
+            "invalid_client",
+            "The HTTP Basic credentials cannot be decoded (base64 of UTF-8 'id:secret').",
+            {"WWW-Authenticate": 'Basic realm="UnlimCall Sandbox"'},
+        )
     client = None
     client_id = client_id_of(request.headers.get("authorization"), form)
     if client_id and len(client_id) <= 64:
