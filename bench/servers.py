@@ -246,6 +246,9 @@ def start_sandbox(
         "UNLIMCALL_TIME_SCALE": f"{time_scale:g}",
         "UNLIMCALL_SEED": "7",
         "UNLIMCALL_LOG_REQUESTS": "false",
+        # Benchmarks deliver to receivers on this machine only.
+        "UNLIMCALL_WEBHOOK_EGRESS": "loopback",
+        "UNLIMCALL_WEBHOOK_ALLOW": "",
         **(extra_env or {}),
     }
     # The sandbox of the tree this bench lives in, even when .venv was installed from another.

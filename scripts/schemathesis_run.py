@@ -118,6 +118,13 @@ async def _pg(sql: str) -> None:
 def main(mode: str) -> int:
     if mode == "external":
         base = os.environ["SANDBOX_URL"].rstrip("/")
+        # The stateful phase creates hundreds of hooks with generated targets and places
+        # calls: only the server's own policy keeps those deliveries on the machine.
+        print(
+            f"schemathesis: WARNING: {base} is a sandbox this script did not start; it should"
+            " run with UNLIMCALL_WEBHOOK_EGRESS=loopback (generated hook targets get deliveries)",
+            flush=True,
+        )
         wait_ready(base, None)
         found = [
             run_schemathesis(base, t)
@@ -134,6 +141,9 @@ def main(mode: str) -> int:
         "UNLIMCALL_LOG_REQUESTS": "false",
         "UNLIMCALL_TIME_SCALE": "3600",
         "UNLIMCALL_SEED": "42",
+        # Generated hook targets (https://0.com, ...) get deliveries: none may leave.
+        "UNLIMCALL_WEBHOOK_EGRESS": "loopback",
+        "UNLIMCALL_WEBHOOK_ALLOW": "",
     }
     db_name = None
     with tempfile.TemporaryDirectory() as data_dir:
@@ -143,6 +153,11 @@ def main(mode: str) -> int:
             asyncio.run(_pg(f'CREATE DATABASE "{db_name}"'))
             base_url = os.environ["UNLIMCALL_TEST_DATABASE_URL"].rpartition("/")[0]
             env["UNLIMCALL_DATABASE_URL"] = f"{base_url}/{db_name}"
+            if os.environ.get("UNLIMCALL_TEST_REDIS_FLUSH") != "1":
+                raise SystemExit(
+                    "schemathesis postgres: flushes database 15 of UNLIMCALL_TEST_REDIS_URL;"
+                    " set UNLIMCALL_TEST_REDIS_FLUSH=1 to allow it"
+                )
             env["UNLIMCALL_REDIS_URL"] = os.environ["UNLIMCALL_TEST_REDIS_URL"].rstrip("/") + "/15"
             subprocess.run(
                 [

@@ -87,6 +87,7 @@ def process_env(settings: Settings, data_dir: Path, **extra: str) -> dict[str, s
         "UNLIMCALL_SEED": str(settings.seed),
         "UNLIMCALL_WEBHOOK_TIMEOUT": str(settings.webhook_timeout),
         "UNLIMCALL_LOG_REQUESTS": "false",
+        "UNLIMCALL_WEBHOOK_EGRESS": "loopback",
         **extra,
     }
 

@@ -5,8 +5,10 @@ until one is used:
 
 - ``unlimcall`` (session): a sandbox started for the session — a ``unlimcall-sandbox
   serve`` process on a free loopback port, temp database, embedded Redis, time scale 3600
-  (``--unlimcall-time-scale``) — or, with ``--unlimcall-url`` / ``UNLIMCALL_SANDBOX_URL``
-  (plus ``UNLIMCALL_ADMIN_TOKEN``), one that is already running (a CI service container).
+  (``--unlimcall-time-scale``), webhooks limited to loopback (``UNLIMCALL_WEBHOOK_EGRESS``
+  and ``UNLIMCALL_WEBHOOK_ALLOW`` from your environment override it) — or, with
+  ``--unlimcall-url`` / ``UNLIMCALL_SANDBOX_URL`` (plus ``UNLIMCALL_ADMIN_TOKEN``), one
+  that is already running (a CI service container).
 - ``unlimcall_account``: a fresh account with a token holding every scope and an agent.
 - ``unlimcall_inbox``: a fresh webhook inbox inside the sandbox.
 
@@ -232,6 +234,10 @@ def unlimcall(request: pytest.FixtureRequest) -> Iterator[Sandbox]:
         UNLIMCALL_LOG_REQUESTS="false",
         UNLIMCALL_TIME_SCALE=str(request.config.getoption("--unlimcall-time-scale")),
         UNLIMCALL_SEED=str(request.config.getoption("--unlimcall-seed")),
+        # Webhooks of a test session stay on this machine unless the integrator says
+        # otherwise (a receiver on a CI service network, say).
+        UNLIMCALL_WEBHOOK_EGRESS=os.environ.get("UNLIMCALL_WEBHOOK_EGRESS", "loopback"),
+        UNLIMCALL_WEBHOOK_ALLOW=os.environ.get("UNLIMCALL_WEBHOOK_ALLOW", ""),
     )
     cli = Path(sys.executable).parent / "unlimcall-sandbox"
     command = [str(cli)] if cli.exists() else [sys.executable, "-m", "unlimcall_sandbox.cli.main"]

@@ -19,6 +19,7 @@ import aiohttp
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from unlimcall_sandbox.server.db.engine import read, write
+from unlimcall_sandbox.server.egress import Egress, EgressBlocked
 from unlimcall_sandbox.server.job_queue import JobSpec
 from unlimcall_sandbox.server.retry import RetryPolicy
 from unlimcall_sandbox.server.runtime import Runtime
@@ -27,6 +28,7 @@ from unlimcall_sandbox.server.services import deliveries as delivery_service
 from unlimcall_sandbox.server.services.events import delivery_job
 from unlimcall_sandbox.server.services.faults import MAX_DELAY_MS, Rule
 from unlimcall_sandbox.server.signing import SIGNATURE_HEADER, sign
+from unlimcall_sandbox.workers.resolver import precheck
 
 log = logging.getLogger("unlimcall.worker")
 delivery_log = logging.getLogger("unlimcall.delivery")
@@ -153,8 +155,9 @@ async def _deliver(
         await rt.jobs.enqueue([delivery_job(i, 1) for i in ids[held:]])
     if not claims:
         return []
+    http, egress = ctx["http"], ctx["egress"]
     pending = {
-        asyncio.ensure_future(_attempt(rt, ctx["http"], slots, claim)): claim for claim in claims
+        asyncio.ensure_future(_attempt(rt, http, egress, slots, claim)): claim for claim in claims
     }
     kinds: list[str] = []
     while pending:
@@ -184,11 +187,15 @@ async def _deliver(
 
 
 async def _attempt(
-    rt: Runtime, http: aiohttp.ClientSession, slots: Slots, claim: delivery_service.Claim
+    rt: Runtime,
+    http: aiohttp.ClientSession,
+    egress: Egress,
+    slots: Slots,
+    claim: delivery_service.Claim,
 ) -> delivery_service.Outcome:
     try:
         chaos = await rt.faults.fire("webhook", claim.event_type, claim.account_id)
-        return await send(http, claim, rt.settings.webhook_timeout, chaos, rt)
+        return await send(http, claim, rt.settings.webhook_timeout, chaos, rt, egress=egress)
     finally:
         await slots.give(1)
 
@@ -228,9 +235,16 @@ async def send(
     timeout: float,
     chaos: Sequence[Rule] = (),
     rt: Runtime | None = None,
+    *,
+    egress: Egress,
 ) -> delivery_service.Outcome:
     """One attempt over HTTP; webhook fault rules (``chaos``) may delay it, spoil its
-    signature, or send it twice. The outcome recorded is the last request's."""
+    signature, or send it twice. The outcome recorded is the last request's. ``http``
+    must be a ``webhook_session`` of the same ``egress``: its resolver vets names, this
+    vets what aiohttp connects to without asking a resolver."""
+    blocked = precheck(egress, claim.target_url)
+    if blocked is not None:
+        return _blocked(blocked, 0)
     actions = {r.action: r for r in chaos}
     secret, timestamp = claim.secret, int(time.time())
     if "bad_signature" in actions:
@@ -243,6 +257,7 @@ async def send(
         SIGNATURE_HEADER: sign(secret, claim.body, timestamp),
         "X-Unlimcall-Event": claim.event_type,
         "X-Unlimcall-Delivery": claim.delivery_id,
+        "X-Unlimcall-Hook-Id": claim.hook_id,
     }
     for action in ("late", "out_of_order"):
         if action in actions and rt is not None:
@@ -279,11 +294,23 @@ async def _post(
                 return delivery_service.Outcome(resp.status, elapsed(), None, text)
     except TimeoutError:
         return delivery_service.Outcome(None, elapsed(), f"timeout after {timeout:g}s", None)
+    except aiohttp.ClientConnectorError as exc:
+        if isinstance(exc.os_error, EgressBlocked):
+            return _blocked(exc.os_error, elapsed())
+        return _failed(exc, elapsed())
     except (aiohttp.ClientError, ValueError) as exc:
         # ValueError: a target URL aiohttp cannot use (the API validated it already).
-        return delivery_service.Outcome(
-            None, elapsed(), f"{type(exc).__name__}: {exc}"[:500] or type(exc).__name__, None
-        )
+        return _failed(exc, elapsed())
+
+
+def _failed(exc: Exception, latency_ms: int) -> delivery_service.Outcome:
+    error = f"{type(exc).__name__}: {exc}"[:500] or type(exc).__name__
+    return delivery_service.Outcome(None, latency_ms, error, None)
+
+
+def _blocked(blocked: EgressBlocked, latency_ms: int) -> delivery_service.Outcome:
+    # Permanent: the policy and the target stay as they are until someone changes one.
+    return delivery_service.Outcome(None, latency_ms, str(blocked), None, permanent=True)
 
 
 # Overdue by more than this (real seconds), a step or delivery is presumed to have lost its

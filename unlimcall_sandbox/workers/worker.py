@@ -8,9 +8,9 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-import aiohttp
 from arq.worker import Worker, func
 
+from unlimcall_sandbox.server.egress import Egress
 from unlimcall_sandbox.server.job_queue import (
     DELIVER_EVENT,
     DELIVER_WEBHOOK,
@@ -27,23 +27,29 @@ from unlimcall_sandbox.workers.jobs import (
     simulate_call,
     sweep_forever,
 )
+from unlimcall_sandbox.workers.resolver import Resolver, system_resolver, webhook_session
 
 MAX_JOBS = 200
 JOB_TIMEOUT = 60
 
 
-def make_worker(rt: Runtime, *, burst: bool = False, handle_signals: bool = False) -> Worker:
+def make_worker(
+    rt: Runtime,
+    *,
+    burst: bool = False,
+    handle_signals: bool = False,
+    resolver: Resolver = system_resolver,
+) -> Worker:
+    """``resolver`` looks up webhook target names (tests inject one that never does)."""
+    egress = Egress.parse(rt.settings.webhook_egress, rt.settings.webhook_allow)
+
     async def on_startup(ctx: dict[str, Any]) -> None:
         ctx["rt"] = rt
+        ctx["egress"] = egress
         # Webhooks go out through aiohttp: httpx's connection pool cost ~4 ms of CPU per
         # request at a hundred concurrent deliveries (aiohttp: ~0.3 ms), which capped
-        # delivery throughput. No cookie jar (deliveries are independent), no proxies from
-        # the environment; redirects are refused per request; the timeout is per attempt.
-        ctx["http"] = aiohttp.ClientSession(
-            connector=aiohttp.TCPConnector(limit=IN_FLIGHT),
-            cookie_jar=aiohttp.DummyCookieJar(),
-            trust_env=False,
-        )
+        # delivery throughput.
+        ctx["http"] = webhook_session(egress, resolver, IN_FLIGHT)
         ctx["slots"] = Slots(IN_FLIGHT)
         ctx["sweeper"] = None if burst else asyncio.create_task(sweep_forever(rt))
 
@@ -102,9 +108,11 @@ async def stop_worker(worker: Worker, main: asyncio.Task[None] | None) -> None:
 
 
 @asynccontextmanager
-async def in_process_worker(rt: Runtime) -> AsyncIterator[Worker]:
+async def in_process_worker(
+    rt: Runtime, resolver: Resolver = system_resolver
+) -> AsyncIterator[Worker]:
     """Run a worker as a task for as long as the context is open (``serve``)."""
-    worker = make_worker(rt)
+    worker = make_worker(rt, resolver=resolver)
     task = asyncio.create_task(worker.async_run())
     try:
         yield worker

@@ -36,6 +36,7 @@ STATUSES = (PENDING, DELIVERED, FAILED, CANCELLED)
 @dataclass(frozen=True, slots=True)
 class Claim:
     delivery_id: str
+    hook_id: str
     attempt: int
     account_id: int
     event_type: str
@@ -53,10 +54,14 @@ class Outcome:
     latency_ms: int
     error: str | None
     response_body: str | None
+    permanent: bool = False
+    """A failure no retry can mend (the egress policy refused the target)."""
 
     @property
     def kind(self) -> str:
         """delivered | permanent | retry"""
+        if self.permanent:
+            return "permanent"
         code = self.status_code
         if code is not None and 200 <= code < 300:
             return "delivered"
@@ -69,6 +74,7 @@ class Outcome:
 _CLAIMABLE = (
     select(
         deliveries.c.attempts,
+        deliveries.c.hook_id,
         deliveries.c.account_id,
         deliveries.c.event_type,
         deliveries.c.first_attempt_at,
@@ -152,6 +158,7 @@ async def claim(
         return None
     return Claim(
         delivery_id=delivery_id,
+        hook_id=row.hook_id,
         attempt=row.attempts + 1,
         account_id=int(row.account_id),
         event_type=row.event_type,

@@ -35,6 +35,10 @@ def check_target_url(url: Any, insecure_hosts: tuple[str, ...]) -> str:
         raise InvalidInput("target_url is not a valid URL.") from exc
     if not host:
         raise InvalidInput("target_url must have a host.")
+    if "@" in parts.netloc:
+        # Credentials in a URL end up in logs and in the delivery listing, and URL parsers
+        # disagree about which side of an "@" is the host.
+        raise InvalidInput("target_url must not contain user info (user:password@).")
     scheme = parts.scheme.lower()
     if scheme == "https":
         return url
