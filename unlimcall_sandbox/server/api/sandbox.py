@@ -3,22 +3,30 @@
 from __future__ import annotations
 
 import hmac
+from collections.abc import AsyncGenerator
 from dataclasses import replace
 from typing import Any
 
 import msgspec
 from litestar import Request, Router, delete, get, patch, post
 from litestar.connection import ASGIConnection
-from litestar.di import Provide
+from litestar.di import NamedDependency, Provide
 from litestar.handlers.base import BaseRouteHandler
 from litestar.params import FromPath
 from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED
 
-from unlimcall_sandbox.server import demo_data
+from unlimcall_sandbox.server import credentials, demo_data
 from unlimcall_sandbox.server.clock import iso
 from unlimcall_sandbox.server.db.engine import read
-from unlimcall_sandbox.server.errors import InvalidInput, Unauthorized
-from unlimcall_sandbox.server.http import TxDep, provide_tx, read_struct, runtime
+from unlimcall_sandbox.server.errors import AccountSuspended, InvalidInput, Unauthorized
+from unlimcall_sandbox.server.http import (
+    Tx,
+    TxDep,
+    provide_tx,
+    read_json,
+    read_struct,
+    runtime,
+)
 from unlimcall_sandbox.server.ids import derived_uuid, next_counter
 from unlimcall_sandbox.server.services import accounts as account_service
 from unlimcall_sandbox.server.services import calls as call_service
@@ -36,6 +44,7 @@ from unlimcall_sandbox.server.structs import (
     AccountView,
     AgentCreate,
     AgentView,
+    CallQueued,
     CdrGenerate,
     CdrGenerated,
     OAuthClientCreate,
@@ -128,6 +137,46 @@ async def revoke_token(tx: TxDep, token_id: FromPath[str]) -> dict[str, Any]:
     await token_service.revoke(tx.conn, token_id, tx.rt.clock.real_now())
     tx.on_commit.append(lambda: tx.rt.verifier.invalidate_token(token_id))
     return {"id": token_id, "revoked": True}
+
+
+async def _provide_caller(request: Req, customer_id: FromPath[str]) -> int:
+    """The account a call is placed for, checked as ``POST /v1/calls`` checks its token's
+    account, and before the body is read: 404 when unknown, 403 when suspended."""
+    account_id = _customer(customer_id)
+    async with read(runtime(request).engine) as conn:
+        account = await account_service.get(conn, account_id)
+    if account.status == "suspended":
+        raise AccountSuspended()
+    return account_id
+
+
+async def _provide_call_body(request: Req, caller: NamedDependency[int]) -> Any:
+    """The JSON body, read before the write transaction opens (as ``POST /v1/calls``)."""
+    return await read_json(request)
+
+
+async def _provide_call_tx(request: Req, payload: NamedDependency[Any]) -> AsyncGenerator[Tx, None]:
+    async for tx in provide_tx(request):
+        yield tx
+
+
+@post(
+    "/accounts/{customer_id:str}/calls",
+    status_code=HTTP_200_OK,
+    dependencies={
+        "caller": Provide(_provide_caller),
+        "payload": Provide(_provide_call_body),
+        "tx": Provide(_provide_call_tx),
+    },
+)
+async def place_call(
+    caller: NamedDependency[int], payload: NamedDependency[Any], tx: TxDep
+) -> CallQueued:
+    """Place a call on behalf of an account with the admin token, no portal token needed
+    (the dashboard's "Place a call"). Same body, same checks in the same order, same answers
+    and the same call lifecycle as ``POST /v1/calls``: both run ``services.calls.originate``.
+    Not a contract operation: ``Prefer`` headers and api fault rules do not apply."""
+    return await call_service.originate(tx, caller, payload)
 
 
 @post("/accounts/{customer_id:str}/oauth-clients", status_code=HTTP_201_CREATED)
@@ -318,9 +367,15 @@ async def reset(tx: TxDep) -> dict[str, Any]:
     tx.on_commit.append(rt.faults.invalidate)
     customer = await demo_data.load(tx.conn, rt.clock.now(), rt.settings.seed, rt.rates)
     tx.on_commit.append(rt.verifier.clear)
-    token = await token_service.mint_portal_token(
-        tx.conn, customer, list(ALL_SCOPES), None, rt.clock.real_now()
-    )
+    # The demo token stored in the data dir (the one the banner prints) stays valid.
+    stored = credentials.read_secret(rt.settings.data_dir, credentials.DEMO_FILE)
+    now = rt.clock.real_now()
+    if stored is not None and await credentials.install_demo_token(tx.conn, stored, now) in (
+        "present",
+        "created",
+    ):
+        return {"reset": True, "customerId": str(customer), "demoToken": stored}
+    token = await token_service.mint_portal_token(tx.conn, customer, list(ALL_SCOPES), None, now)
     return {"reset": True, "customerId": str(customer), "demoToken": token.token}
 
 
@@ -336,6 +391,7 @@ sandbox_router = Router(
         patch_account,
         create_token,
         revoke_token,
+        place_call,
         create_oauth_client,
         create_agent,
         generate_cdrs,
