@@ -4,7 +4,7 @@ const SCOPES = ["read:balance", "read:cdrs", "read:agents", "read:numbers", "rea
   "write:calls", "write:hooks"];
 const $ = (sel) => document.querySelector(sel);
 const state = { admin: sessionStorage.getItem("unlimcall-admin") || "", customer: null,
-  callToken: null, source: null, calls: new Map(), deliveries: new Map() };
+  source: null, calls: new Map(), deliveries: new Map() };
 
 function el(tag, attrs = {}, ...children) {
   const node = document.createElement(tag);
@@ -16,8 +16,8 @@ function el(tag, attrs = {}, ...children) {
   return node;
 }
 
-async function api(method, path, body, token) {
-  const headers = { "Authorization": `Bearer ${token || state.admin}` };
+async function api(method, path, body) {
+  const headers = { "Authorization": `Bearer ${state.admin}` };
   if (body !== undefined) headers["Content-Type"] = "application/json";
   const r = await fetch(path, { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
   const data = r.status === 204 ? null : await r.json();
@@ -47,8 +47,6 @@ async function pick(customer) {
   state.customer = customer;
   state.calls.clear();
   state.deliveries.clear();
-  const minted = await api("POST", `/_sandbox/accounts/${customer}/tokens`, { scopes: ["write:calls"] });
-  state.callToken = minted.token;
   await refresh();
   connect();
 }
@@ -159,7 +157,9 @@ function wire() {
   $("#call-form").addEventListener("submit", async (e) => {
     e.preventDefault();
     try {
-      const r = await api("POST", "/v1/calls", { aiAgentId: $("#call-agent").value, toNumber: $("#call-to").value }, state.callToken);
+      // The control plane's twin of POST /v1/calls: the admin token, no portal token minted.
+      const r = await api("POST", `/_sandbox/accounts/${state.customer}/calls`,
+        { aiAgentId: $("#call-agent").value, toNumber: $("#call-to").value });
       $("#call-result").textContent = `queued ${r.callId}`;
       state.calls.set(r.callId, { callId: r.callId, toNumber: $("#call-to").value, state: "queued", createdAt: new Date().toISOString() });
       renderCalls();
