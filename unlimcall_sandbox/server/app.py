@@ -13,6 +13,7 @@ from sqlalchemy import text
 
 from unlimcall_sandbox.resources import CONTRACT
 from unlimcall_sandbox.server.api.dashboard import dashboard_router
+from unlimcall_sandbox.server.api.docs import Documents, docs_router
 from unlimcall_sandbox.server.api.inbox import inbox_router
 from unlimcall_sandbox.server.api.oauth import metadata, token
 from unlimcall_sandbox.server.api.sandbox import sandbox_router
@@ -80,6 +81,7 @@ def create_app(settings: Settings, background: Sequence[Background] = ()) -> Lit
             inbox_router,
             dashboard_router,
             sandbox_router,
+            docs_router,
             token,
             metadata,
             healthz,
@@ -104,4 +106,5 @@ def create_app(settings: Settings, background: Sequence[Background] = ()) -> Lit
     )
     app.state.settings = settings
     app.state.contract_bytes = contract_bytes
+    app.state.documents = Documents(contract_bytes)
     return app

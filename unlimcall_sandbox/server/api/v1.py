@@ -10,6 +10,7 @@ from litestar.params import FromPath
 from litestar.status_codes import HTTP_200_OK, HTTP_204_NO_CONTENT
 from sqlalchemy import bindparam, select
 
+from unlimcall_sandbox.server.api.docs import contract_response
 from unlimcall_sandbox.server.api.forcing import apply_api_faults, forced_answer
 from unlimcall_sandbox.server.auth import Principal
 from unlimcall_sandbox.server.db.tables import accounts
@@ -175,7 +176,8 @@ async def delete_hook(principal: PrincipalDep, tx: TxDep, hook_id: FromPath[str]
 
 @get("/openapi.json", media_type="application/json")
 async def contract(request: Req) -> Response[bytes]:
-    return Response(content=request.app.state.contract_bytes, media_type="application/json")
+    """The contract with ``servers`` set to this sandbox (``api.docs``)."""
+    return contract_response(request)
 
 
 v1_router = Router(
