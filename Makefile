@@ -16,6 +16,7 @@ help: ## list the targets
 # `serve` needs only the runtime; `test`, `lint` and friends add the dev tools on top.
 $(RUN_STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11) and "Python >= 3.11 is required")'
+	@$(PYTHON) scripts/check_redis.py
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(PIP) -e .
 	@rm -f $(VENV)/.runtime-* $(VENV)/.installed-*

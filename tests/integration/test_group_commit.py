@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+from contextlib import closing
 from pathlib import Path
 
 import pytest
@@ -25,8 +26,9 @@ async def sqlite_engine(tmp_path: Path):  # type: ignore[no-untyped-def]
 
 
 def committed_rows(path: Path) -> list[tuple[int, str]]:
-    """What another connection sees: only committed data."""
-    with sqlite3.connect(path) as other:
+    """What another connection sees: only committed data. (``with`` on a sqlite3
+    connection only ends a transaction; ``closing`` closes it.)"""
+    with closing(sqlite3.connect(path)) as other:
         return sorted(other.execute("SELECT k, v FROM t").fetchall())
 
 

@@ -12,6 +12,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -25,11 +26,17 @@ from litestar import Litestar
 from tests.support.contract import response_hook
 from unlimcall_sandbox.server.app import create_app
 from unlimcall_sandbox.server.settings import ALL_SCOPES, Settings
+from unlimcall_sandbox.workers.resolver import Resolver, system_resolver
 from unlimcall_sandbox.workers.worker import in_process_worker
 
 ADMIN = "adm_test_" + secrets.token_hex(8)
 PG_URL = os.environ.get("UNLIMCALL_TEST_DATABASE_URL")
-REDIS_URL = os.environ.get("UNLIMCALL_TEST_REDIS_URL")
+# A shared Redis is used (by the PostgreSQL half) only when the user says the suite may
+# FLUSHDB its databases 1-15 (or the one its URL names); otherwise the embedded one.
+REDIS_URL_GIVEN = os.environ.get("UNLIMCALL_TEST_REDIS_URL")
+REDIS_FLUSH_ALLOWED = os.environ.get("UNLIMCALL_TEST_REDIS_FLUSH") == "1"
+REDIS_URL = REDIS_URL_GIVEN if REDIS_FLUSH_ALLOWED else None
+FLUSHED_REDIS_URLS: list[str] = []  # for the summary: what this run flushed
 _redis_db = itertools.count(1)
 
 
@@ -63,7 +70,8 @@ async def fresh_database(backend: str, tmp: Path) -> AsyncIterator[str | None]:
 
 async def fresh_redis_url(backend: str) -> str | None:
     """SQLite runs with the embedded Redis (None); PostgreSQL with a flushed database of the
-    shared Redis when UNLIMCALL_TEST_REDIS_URL is set — the two deployments users run."""
+    shared Redis when UNLIMCALL_TEST_REDIS_URL is given and UNLIMCALL_TEST_REDIS_FLUSH=1
+    allows flushing it — the two deployments users run."""
     if backend == "sqlite" or not REDIS_URL:
         return None
     db = next(_redis_db) % 16 or 1
@@ -73,6 +81,8 @@ async def fresh_redis_url(backend: str) -> str | None:
         await client.flushdb()
     finally:
         await client.aclose()
+    if url not in FLUSHED_REDIS_URLS:
+        FLUSHED_REDIS_URLS.append(url)
     return url
 
 
@@ -89,6 +99,9 @@ def make_settings(
         "sweep_interval": 0.5,
         "webhook_timeout": 2.0,
         "log_requests": False,
+        # Nothing a test does may reach beyond this machine (tests that need another
+        # policy say so, and inject a resolver that never looks anything up).
+        "webhook_egress": "loopback",
     }
     values.update(overrides)
     return Settings(**values)
@@ -247,9 +260,15 @@ async def serving(app: Any) -> AsyncIterator[str]:
 
 
 @asynccontextmanager
-async def running(settings: Settings, *, worker: bool = True) -> AsyncIterator[Sandbox]:
-    """The sandbox as users run it: real HTTP on loopback, real worker, real Redis."""
-    app = create_app(settings, background=[in_process_worker] if worker else [])
+async def running(
+    settings: Settings, *, worker: bool = True, resolver: Resolver | None = None
+) -> AsyncIterator[Sandbox]:
+    """The sandbox as users run it: real HTTP on loopback, real worker, real Redis.
+    ``resolver`` replaces the worker's name lookup for webhook targets."""
+    lookup = system_resolver if resolver is None else resolver
+    app = create_app(
+        settings, background=[partial(in_process_worker, resolver=lookup)] if worker else []
+    )
     async with (
         serving(app) as base_url,
         httpx.AsyncClient(
@@ -264,9 +283,14 @@ async def running(settings: Settings, *, worker: bool = True) -> AsyncIterator[S
 
 @asynccontextmanager
 async def sandbox_for(
-    backend: str, tmp: Path, *, worker: bool = True, **overrides: Any
+    backend: str,
+    tmp: Path,
+    *,
+    worker: bool = True,
+    resolver: Resolver | None = None,
+    **overrides: Any,
 ) -> AsyncIterator[Sandbox]:
     async with fresh_database(backend, tmp) as db_url:
         settings = make_settings(tmp, db_url, await fresh_redis_url(backend), **overrides)
-        async with running(settings, worker=worker) as sb:
+        async with running(settings, worker=worker, resolver=resolver) as sb:
             yield sb

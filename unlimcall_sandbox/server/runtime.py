@@ -52,12 +52,19 @@ class Runtime:
         rates = default_rate_table()
         embedded = None
         redis_url = settings.redis_url
-        if not redis_url:
-            if not embedded_redis:
-                raise RuntimeError("UNLIMCALL_REDIS_URL is required here")
-            embedded = EmbeddedRedis(settings.data_dir)
-            redis_url = embedded.start()
-        redis = await connect(redis_url)
+        try:
+            if not redis_url:
+                if not embedded_redis:
+                    raise RuntimeError("UNLIMCALL_REDIS_URL is required here")
+                embedded = EmbeddedRedis(settings.data_dir)
+                redis_url = embedded.start()
+            redis = await connect(redis_url)
+        except BaseException:  # a failed start leaves nothing running or open
+            if embedded is not None:
+                await embedded.astop()
+            reads.close()
+            await dispose(engine)
+            raise
         return cls(
             settings=settings,
             engine=engine,
