@@ -142,10 +142,9 @@ def journey(base: str) -> None:
         if me.status_code != 200 or me.json()["customerId"] != "1042":
             sys.exit(f"wheel-check: /v1/me answered {me.status_code} {me.text}")
         step("/v1/me 200")
-        agents = http.get(f"{base}/v1/agents", headers=auth).json()["items"]
-        agent = next(a["id"] for a in agents if a.get("provisioned", True))
+        agent = http.get(f"{base}/v1/agents", headers=auth).json()["agents"][0]["id"]
         placed = http.post(
-            f"{base}/v1/calls", headers=auth, json={"agentId": agent, "toNumber": "+15005550008"}
+            f"{base}/v1/calls", headers=auth, json={"aiAgentId": agent, "toNumber": "+15005550008"}
         )
         if placed.status_code != 200:
             sys.exit(f"wheel-check: POST /v1/calls answered {placed.status_code} {placed.text}")
@@ -154,7 +153,7 @@ def journey(base: str) -> None:
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             cdrs = http.get(f"{base}/v1/cdrs", headers=auth, params={"limit": "100"}).json()
-            if any(c.get("dst") == "+15005550008" for c in cdrs["items"]):
+            if any(c.get("dst") == "+15005550008" for c in cdrs["calls"]):
                 step("the call ended with its CDR")
                 return
             time.sleep(0.2)
@@ -179,7 +178,7 @@ def serve_and_check(bin_dir: Path, home: Path) -> None:
         "--time-scale",
         "3600",
     ]
-    step(f"running {' '.join(cmd[1:3])} on port {port} from {home}")
+    step(f"running unlimcall-sandbox serve on port {port} from {home}")
     log = home / "serve.log"
     with log.open("wb") as out:
         proc = subprocess.Popen(cmd, cwd=home, env=env, stdout=out, stderr=subprocess.STDOUT)
