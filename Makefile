@@ -47,10 +47,11 @@ schemathesis: $(DEV_STAMP) ## schemathesis on a live sandbox (MODE=sqlite|postgr
 wheel-check: $(DEV_STAMP) ## build sdist + wheel, install the wheel in a clean venv outside the repo, run it
 	$(BIN)/python scripts/wheel_check.py
 
-lint: $(DEV_STAMP) ## ruff (lint + format check) and mypy strict
+lint: $(DEV_STAMP) ## ruff (lint + format check), mypy strict, and the import rules
 	$(BIN)/ruff check unlimcall_sandbox tests bench scripts examples
 	$(BIN)/ruff format --check unlimcall_sandbox tests bench scripts examples
 	$(BIN)/mypy
+	$(BIN)/lint-imports --no-cache --no-logo
 
 format: $(DEV_STAMP) ## apply ruff's formatting and safe fixes
 	$(BIN)/ruff check --fix unlimcall_sandbox tests bench scripts examples

@@ -6,7 +6,8 @@ app (bare Litestar endpoints answering constant bodies of the same sizes, same s
 settings), drives both with ``wrk``, runs the call-lifecycle and webhook-delivery
 benchmarks, prints a table and writes ``bench/results.json``.
 
-NAMEs: http (= me, balance, cdrs100, cdrs1000, oauth, calls, paced), lifecycle, delivery.
+NAMEs: http (= me, balance, cdrs100, cdrs1000, oauth, calls, paced), lifecycle, delivery,
+fairness, bulk.
 """
 
 from __future__ import annotations
@@ -26,13 +27,19 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from bench import delivery, endpoints, lifecycle, wrk
+from bench import bulk, delivery, endpoints, fairness, lifecycle, wrk
 from bench.report import evaluate, print_tables
 from bench.servers import ROOT, Processes
 
 RESULTS = Path(__file__).resolve().parent / "results.json"
-GROUPS = {"http": set(endpoints.KEYS), "lifecycle": {"lifecycle"}, "delivery": {"delivery"}}
-NAMES = {*endpoints.KEYS, "lifecycle", "delivery"}
+GROUPS = {
+    "http": set(endpoints.KEYS),
+    "lifecycle": {"lifecycle"},
+    "delivery": {"delivery"},
+    "fairness": {"fairness"},
+    "bulk": {"bulk"},
+}
+NAMES = {*endpoints.KEYS, "lifecycle", "delivery", "fairness", "bulk"}
 
 
 def _parse_only(values: list[str]) -> set[str]:
@@ -177,6 +184,17 @@ def main(argv: list[str] | None = None) -> int:
                 ),
             )
         )
+    if "fairness" in only:
+        sections.append(
+            (
+                "fairness",
+                lambda p: fairness.run(
+                    p, a_hooks=200 if quick else 1000, seconds=12.0 if quick else 25.0
+                ),
+            )
+        )
+    if "bulk" in only:
+        sections.append(("bulk", lambda p: bulk.run(p, count=100_000 if quick else 1_000_000)))
     began = time.perf_counter()
     failed = False
     with Processes(keep_data=args.keep_data) as procs:

@@ -25,7 +25,7 @@ from bench.servers import (
 )
 from unlimcall_sandbox.server.settings import ALL_SCOPES
 
-CDR_CHUNK = 250_000
+CDR_CHUNK = 250  # rows per transaction of the generation job (services.bulk.CHUNK)
 PACED = ("me", "balance")
 """Endpoints whose p99 is measured again at half their maximum rate."""
 
@@ -109,21 +109,26 @@ def _sample(base_url: str, req: wrk.Request) -> bytes:
 
 
 def _generate_cdrs(sb: Sandbox, customer: str, rows: int) -> dict[str, Any]:
-    """``rows`` CDRs inside the default /v1/cdrs window (the last 24 h of sandbox time),
-    in chunks so that no single request holds the write lock for minutes."""
+    """``rows`` CDRs inside the default /v1/cdrs window (the last 24 h of sandbox time):
+    one job (the worker inserts them in chunks), followed until it is done."""
     now = sb.sandbox_now()
     start, till = now - 23 * 3600, now - 60
     began = time.perf_counter()
-    done = 0
-    while done < rows:
-        n = min(CDR_CHUNK, rows - done)
-        sb.admin(
-            "POST",
-            f"/_sandbox/accounts/{customer}/cdrs/generate",
-            {"count": n, "from": _iso(start), "till": _iso(till)},
-        )
-        done += n
-        print(f"bench:   {done:,} CDRs ({time.perf_counter() - began:.1f}s)", flush=True)
+    job = sb.admin(
+        "POST",
+        f"/_sandbox/accounts/{customer}/cdrs/generate",
+        {"count": rows, "from": _iso(start), "till": _iso(till)},
+    )
+    last = -1
+    while job["state"] != "done":
+        if job["state"] == "failed":
+            raise RuntimeError(f"CDR generation failed: {job}")
+        done = int(str(job["done"]))
+        if done // 100_000 != last // 100_000:
+            print(f"bench:   {done:,} CDRs ({time.perf_counter() - began:.1f}s)", flush=True)
+            last = done
+        time.sleep(0.5)
+        job = sb.admin("GET", f"/_sandbox/jobs/{job['jobId']}")
     seconds = time.perf_counter() - began
     return {
         "rows": rows,

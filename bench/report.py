@@ -77,6 +77,29 @@ def evaluate(results: dict[str, Any]) -> list[dict[str, Any]]:
                 " ms",
             )
         )
+    fair = results.get("fairness")
+    if fair and "error" not in fair:
+        out.append(
+            _target(
+                f"fairness: B's event→first attempt p99 ({fair['a_hooks']} hanging hooks on A)",
+                fair["p99_ms"],
+                "<=",
+                1000.0,
+                " ms",
+            )
+        )
+    work = results.get("bulk")
+    if work and "error" not in work:
+        for key, label in (("healthz_p99_ms", "/healthz"), ("me_p99_ms", "/v1/me")):
+            out.append(
+                _target(
+                    f"bulk: {label} p99 during a {work['count']:,}-CDR generation",
+                    work[key],
+                    "<=",
+                    100.0,
+                    " ms",
+                )
+            )
     return out
 
 
@@ -104,7 +127,7 @@ def _f(value: Any, fmt: str = ",.0f") -> str:
 
 
 def print_tables(results: dict[str, Any]) -> None:
-    for name in ("http", "lifecycle", "delivery"):
+    for name in ("http", "lifecycle", "delivery", "fairness", "bulk"):
         section = results.get(name)
         if section and "error" in section:
             print(f"\n{name}: FAILED: {section['error'].splitlines()[0]}")

@@ -1,9 +1,10 @@
 """Starting and stopping the processes a benchmark needs: the sandbox (``unlimcall-sandbox
-serve``, its production configuration), the reference app and the webhook receiver.
+serve``, its production configuration, started by ``unlimcall_sandbox.testing.launch``),
+the reference app and the webhook receiver.
 
 Every process starts in a session of its own and is registered with a ``Processes`` stack,
-which stops each one (SIGTERM to its process group, then SIGKILL) when the stack closes,
-whatever happened in between.
+which stops each one (SIGTERM, then SIGKILL to what is left of its session) when the stack
+closes, whatever happened in between.
 """
 
 from __future__ import annotations
@@ -12,7 +13,6 @@ import asyncio
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -23,20 +23,13 @@ from contextlib import ExitStack, contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, Protocol
 
 import httpx
 
+from unlimcall_sandbox.testing.launch import LaunchedSandbox, free_port, launch_sandbox
+
 ROOT = Path(__file__).resolve().parent.parent
-VENV_BIN = Path(sys.executable).parent
-SANDBOX_CLI = VENV_BIN / "unlimcall-sandbox"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def rss_mb(pid: int) -> float:
@@ -93,11 +86,20 @@ class Proc:
             self.popen.wait(timeout=5)
 
 
+class Running(Protocol):
+    """A process a run started: a ``Proc`` or a ``LaunchedSandbox``."""
+
+    @property
+    def pid(self) -> int: ...
+
+    def stop(self) -> None: ...
+
+
 class Processes:
     """Owns every process and temp dir of a run; closing it stops and removes them all."""
 
     def __init__(self, keep_data: bool = False) -> None:
-        self.procs: list[Proc] = []
+        self.procs: list[Running] = []
         self.dirs: list[Path] = []
         self.keep_data = keep_data
 
@@ -118,7 +120,7 @@ class Processes:
             try:
                 proc.stop()
             except Exception as err:
-                print(f"bench: could not stop {proc.name} (pid {proc.pid}): {err}")
+                print(f"bench: could not stop pid {proc.pid}: {err}")
         while self.dirs:
             path = self.dirs.pop()
             if self.keep_data:
@@ -149,7 +151,11 @@ class Processes:
         self.procs.append(proc)
         return proc
 
-    def stop(self, proc: Proc) -> None:
+    def adopt(self, proc: LaunchedSandbox) -> LaunchedSandbox:
+        self.procs.append(proc)
+        return proc
+
+    def stop(self, proc: Running) -> None:
         proc.stop()
         if proc in self.procs:
             self.procs.remove(proc)
@@ -174,7 +180,7 @@ def wait_ready(proc: Proc, path: str, timeout: float = 60.0) -> None:
 
 @dataclass
 class Sandbox:
-    proc: Proc
+    proc: LaunchedSandbox
     admin_token: str
     data_dir: Path
     time_scale: float
@@ -182,7 +188,7 @@ class Sandbox:
 
     def __post_init__(self) -> None:
         self.client = httpx.Client(
-            base_url=self.proc.base_url,
+            base_url=self.proc.url,
             headers={"Authorization": f"Bearer {self.admin_token}"},
             timeout=httpx.Timeout(600.0, connect=5.0),
             trust_env=False,
@@ -190,7 +196,7 @@ class Sandbox:
 
     @property
     def base_url(self) -> str:
-        return self.proc.base_url
+        return self.proc.url
 
     def admin(self, method: str, path: str, json: object | None = None) -> dict[str, object]:
         resp = self.client.request(method, path, json=json)
@@ -233,31 +239,20 @@ def start_sandbox(
     procs: Processes, name: str, *, time_scale: float = 1.0, extra_env: dict[str, str] | None = None
 ) -> Sandbox:
     """``unlimcall-sandbox serve`` (API + in-process worker + embedded Redis + SQLite) in
-    a fresh data dir, per-request log lines off."""
+    a fresh data dir, per-request log lines off, webhooks to this machine only."""
     data_dir = procs.tempdir(name)
-    port = free_port()
-    admin = "adm_bench_" + os.urandom(12).hex()
     env = {
-        **os.environ,
-        "UNLIMCALL_DATA_DIR": str(data_dir),
-        "UNLIMCALL_HOST": "127.0.0.1",
-        "UNLIMCALL_PORT": str(port),
-        "UNLIMCALL_ADMIN_TOKEN": admin,
         "UNLIMCALL_TIME_SCALE": f"{time_scale:g}",
         "UNLIMCALL_SEED": "7",
-        "UNLIMCALL_LOG_REQUESTS": "false",
-        # Benchmarks deliver to receivers on this machine only.
-        "UNLIMCALL_WEBHOOK_EGRESS": "loopback",
-        "UNLIMCALL_WEBHOOK_ALLOW": "",
+        # The sandbox of the tree this bench lives in, even when .venv was installed
+        # from another.
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
         **(extra_env or {}),
     }
-    # The sandbox of the tree this bench lives in, even when .venv was installed from another.
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
-    env.pop("UNLIMCALL_DATABASE_URL", None)
-    env.pop("UNLIMCALL_REDIS_URL", None)
-    proc = procs.spawn(f"sandbox-{name}", [str(SANDBOX_CLI), "serve"], env, data_dir, port)
-    wait_ready(proc, "/readyz")
-    return Sandbox(proc, admin, data_dir, time_scale)
+    proc = procs.adopt(
+        launch_sandbox(env, data_dir=data_dir, cwd=ROOT, log_path=data_dir / f"sandbox-{name}.log")
+    )
+    return Sandbox(proc, proc.admin_token, data_dir, time_scale)
 
 
 def restart_sandbox(procs: Processes, sb: Sandbox) -> Sandbox:
@@ -265,9 +260,16 @@ def restart_sandbox(procs: Processes, sb: Sandbox) -> Sandbox:
     sb.close()
     procs.stop(sb.proc)
     old = sb.proc
-    proc = procs.spawn(f"{old.name}-restarted", old.cmd, old.env, sb.data_dir, old.port)
-    wait_ready(proc, "/readyz")
-    return Sandbox(proc, sb.admin_token, sb.data_dir, sb.time_scale)
+    proc = procs.adopt(
+        launch_sandbox(
+            old.env,
+            data_dir=sb.data_dir,
+            port=old.port,
+            cwd=ROOT,
+            log_path=old.log_path.with_name(f"{old.log_path.stem}-restarted.log"),
+        )
+    )
+    return Sandbox(proc, proc.admin_token, sb.data_dir, sb.time_scale)
 
 
 def start_python_module(

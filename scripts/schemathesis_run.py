@@ -16,8 +16,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import os
-import secrets
-import socket
 import subprocess
 import sys
 import tempfile
@@ -28,22 +26,16 @@ from pathlib import Path
 import httpx
 
 from unlimcall_sandbox.server.settings import ALL_SCOPES
+from unlimcall_sandbox.testing.launch import SandboxDidNotStart, launch_sandbox
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def wait_ready(base: str, proc: subprocess.Popen[bytes] | None) -> None:
+def wait_ready(base: str) -> None:
+    """Wait for a sandbox this script did not start."""
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
-        if proc is not None and proc.poll() is not None:
-            raise SystemExit(f"the sandbox exited with {proc.returncode}")
         try:
             if httpx.get(f"{base}/readyz", timeout=2).status_code == 200:
                 return
@@ -125,20 +117,13 @@ def main(mode: str) -> int:
             " run with UNLIMCALL_WEBHOOK_EGRESS=loopback (generated hook targets get deliveries)",
             flush=True,
         )
-        wait_ready(base, None)
+        wait_ready(base)
         found = [
             run_schemathesis(base, t)
             for t in tokens(base, os.environ["UNLIMCALL_ADMIN_TOKEN"]).values()
         ]
         return max(found)
-    admin = "adm_" + secrets.token_hex(12)
-    port = free_port()
-    env = {
-        **os.environ,
-        "UNLIMCALL_ADMIN_TOKEN": admin,
-        "UNLIMCALL_PORT": str(port),
-        "UNLIMCALL_HOST": "127.0.0.1",
-        "UNLIMCALL_LOG_REQUESTS": "false",
+    settings = {
         "UNLIMCALL_TIME_SCALE": "3600",
         "UNLIMCALL_SEED": "42",
         # Generated hook targets (https://0.com, ...) get deliveries: none may leave.
@@ -147,52 +132,41 @@ def main(mode: str) -> int:
     }
     db_name = None
     with tempfile.TemporaryDirectory() as data_dir:
-        env["UNLIMCALL_DATA_DIR"] = data_dir
         if mode == "postgres":
             db_name = f"unlimcall_st_{uuid.uuid4().hex[:10]}"
             asyncio.run(_pg(f'CREATE DATABASE "{db_name}"'))
             base_url = os.environ["UNLIMCALL_TEST_DATABASE_URL"].rpartition("/")[0]
-            env["UNLIMCALL_DATABASE_URL"] = f"{base_url}/{db_name}"
+            settings["UNLIMCALL_DATABASE_URL"] = f"{base_url}/{db_name}"
             if os.environ.get("UNLIMCALL_TEST_REDIS_FLUSH") != "1":
                 raise SystemExit(
                     "schemathesis postgres: flushes database 15 of UNLIMCALL_TEST_REDIS_URL;"
                     " set UNLIMCALL_TEST_REDIS_FLUSH=1 to allow it"
                 )
-            env["UNLIMCALL_REDIS_URL"] = os.environ["UNLIMCALL_TEST_REDIS_URL"].rstrip("/") + "/15"
+            redis_url = os.environ["UNLIMCALL_TEST_REDIS_URL"].rstrip("/") + "/15"
+            settings["UNLIMCALL_REDIS_URL"] = redis_url
             subprocess.run(
                 [
                     str(BIN / "python"),
                     "-c",
                     ("import redis,sys; redis.Redis.from_url(sys.argv[1]).flushdb()"),
-                    env["UNLIMCALL_REDIS_URL"],
+                    redis_url,
                 ],
                 check=True,
             )
-        log = Path(data_dir) / "sandbox.log"
-        with log.open("wb") as out:
-            proc = subprocess.Popen(
-                [str(BIN / "unlimcall-sandbox"), "serve"],
-                env=env,
-                stdout=out,
-                stderr=out,
-            )
-        base = f"http://127.0.0.1:{port}"
+        results = {}
         try:
-            wait_ready(base, proc)
-            results = {}
-            for label, token in tokens(base, admin).items():
-                print(f"\n=== schemathesis on {mode}, {label} ===", flush=True)
-                results[label] = run_schemathesis(base, token)
+            with launch_sandbox(settings, data_dir=Path(data_dir)) as sandbox:
+                base = sandbox.url
+                for label, token in tokens(base, sandbox.admin_token).items():
+                    print(f"\n=== schemathesis on {mode}, {label} ===", flush=True)
+                    results[label] = run_schemathesis(base, token)
+                if any(results.values()):
+                    print(sandbox.log_tail(5000))
+        except SandboxDidNotStart as exc:
+            raise SystemExit(str(exc)) from None
         finally:
-            proc.terminate()
-            try:
-                proc.wait(15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
             if db_name:
                 asyncio.run(_pg(f'DROP DATABASE IF EXISTS "{db_name}" WITH (FORCE)'))
-        if any(results.values()):
-            print(log.read_text()[-5000:])
         print(
             f"\nschemathesis on {mode}: "
             + ", ".join(f"{k}: {'ok' if v == 0 else 'FINDINGS'}" for k, v in results.items())

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
 import pytest
@@ -108,7 +107,7 @@ async def test_expired_token_is_rejected(sandbox: Sandbox) -> None:
     assert (
         await sandbox.client.get("/v1/balance", headers=sandbox.bearer(token))
     ).status_code == 200
-    await asyncio.sleep(1.2)
+    sandbox.wall.advance(1.5)  # the sandbox's wall clock, not this test, waits
     r = await sandbox.client.get("/v1/balance", headers=sandbox.bearer(token))
     assert r.status_code == 401
     assert 'error="invalid_token"' in r.headers["www-authenticate"]

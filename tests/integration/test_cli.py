@@ -8,6 +8,7 @@ import asyncio
 import json
 import os
 import re
+import secrets
 import signal
 import socket
 import sqlite3
@@ -17,6 +18,7 @@ import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -813,21 +815,28 @@ async def test_reset_keeps_the_stored_demo_token(
 
 
 async def test_clock_advance(fresh: Any, capsys: pytest.CaptureFixture[str]) -> None:
-    async with fresh() as sb:
-        probe = await sb.client.post(
-            "/_sandbox/clock/advance", json={"seconds": 1}, headers=sb.admin
-        )
-        if probe.status_code == 404:  # not built yet: the command says so in one line
-            assert await _cli(sb, "clock", "advance", "1h") == 1
-            line = _one_line(capsys.readouterr().err)
-            assert "has no POST /_sandbox/clock/advance" in line
-            return
+    async with fresh(time_scale=0.001) as sb:  # sandbox time all but stands still
         before = (await sb.client.get("/_sandbox/clock", headers=sb.admin)).json()
         assert await _cli(sb, "clock", "advance", "2h", "--json") == 0
         after = json.loads(capsys.readouterr().out)
-        assert after["sandboxTime"] >= before["sandboxTime"]
+        assert after["advancedSec"] == 7200
+        assert (after["calls"], after["steps"], after["deliveries"]) == (0, 0, 0)
+        moved = _parse_rfc3339(after["sandboxTime"]) - _parse_rfc3339(before["sandboxTime"])
+        assert 7200 - 1 <= moved <= 7200 + 1
+        assert await _cli(sb, "clock", "advance", "90m") == 0
+        out = capsys.readouterr().out
+        assert out.startswith("Sandbox time: ") and "advancedSec 5400" in out
         assert await _cli(sb, "clock", "advance", "--to", "2100-01-01T00:00:00Z") == 0
-        assert "2100-01-01" in capsys.readouterr().out
+        assert "Sandbox time: 2100-01-01T00:00:00Z" in capsys.readouterr().out
+        clock = (await sb.client.get("/_sandbox/clock", headers=sb.admin)).json()
+        assert clock["sandboxTime"].startswith("2100-01-01T00:00:")
+        # Time only moves on: the sandbox refuses, the command says why in one line.
+        assert await _cli(sb, "clock", "advance", "--to", "2099-01-01T00:00:00Z") == 1
+        assert "only moves on" in _one_line(capsys.readouterr().err)
+
+
+def _parse_rfc3339(text: str) -> float:
+    return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
 
 
 def test_clock_advance_wants_a_duration(capsys: pytest.CaptureFixture[str]) -> None:
@@ -853,3 +862,37 @@ def test_trigger_fields_are_json_when_they_parse(capsys: pytest.CaptureFixture[s
     }
     assert main(["trigger", "call.ended", "--field", "novalue", "--admin-token", ADMIN]) == 2
     assert "--field wants KEY=VALUE" in _one_line(capsys.readouterr().err)
+
+
+@pytest.mark.parametrize(
+    ("token", "why"),
+    [
+        ("a", "too short (1 characters"),
+        ("change-me-admin", "placeholder"),
+        ("aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa", "too few distinct characters"),
+    ],
+)
+def test_a_weak_admin_token_is_refused_at_start_before_anything_is_bound(
+    token: str, why: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data = tmp_path / "data"
+    code = main(["serve", "--port", "0", "--data-dir", str(data), "--admin-token", token])
+    out, err = capsys.readouterr()
+    assert code == 2
+    assert err.count("\n") == 1
+    assert err.startswith("unlimcall-sandbox: UNLIMCALL_ADMIN_TOKEN: ")
+    assert why in err
+    assert "--insecure-admin-token" in err
+    assert "UnlimCall Sandbox" not in out  # no banner
+    assert not data.exists()  # nothing created
+
+
+def test_insecure_admin_token_lets_a_throwaway_token_through() -> None:
+    weak = Settings(admin_token="a")
+    with pytest.raises(ValueError, match="UNLIMCALL_ADMIN_TOKEN"):
+        weak.refuse_weak_admin_token()
+    Settings(admin_token="a", insecure_admin_token=True).refuse_weak_admin_token()
+    Settings(admin_token=secrets.token_urlsafe(32)).refuse_weak_admin_token()
+    Settings().refuse_weak_admin_token()  # unset: one is made and stored
+    loaded = Settings.from_env({"UNLIMCALL_INSECURE_ADMIN_TOKEN": "true"}, admin_token="a")
+    loaded.refuse_weak_admin_token()

@@ -21,6 +21,19 @@ async def rule(sb: Sandbox, **body: Any) -> dict[str, Any]:
     return data
 
 
+async def fired(sb: Sandbox, rule_id: str) -> int:
+    listed = (await sb.client.get("/_sandbox/faults", headers=sb.admin)).json()["faults"]
+    [found] = [f for f in listed if f["id"] == rule_id]
+    return int(found["fired"])
+
+
+async def wait_fired(sb: Sandbox, rule_id: str, times: int, timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while (n := await fired(sb, rule_id)) < times:
+        assert time.monotonic() < deadline, f"rule {rule_id} fired {n} of {times} times"
+        await asyncio.sleep(0.02)
+
+
 @pytest.fixture
 async def clean(sandbox: Sandbox) -> Any:
     yield sandbox
@@ -53,21 +66,26 @@ async def test_rules_match_by_account(clean: Sandbox) -> None:
 
 
 async def test_latency_fixed_and_distributed(clean: Sandbox) -> None:
+    """A latency rule holds every matching request back by at least its minimum, and
+    answers it normally. (How the draws between min and max spread: tests/unit.)"""
     sb = clean
     h = sb.bearer(await sb.token(await sb.account()))
     fixed = await rule(sb, operation="listAgents", action="latency", latencyMs=300)
     t = time.monotonic()
     assert (await sb.client.get("/v1/agents", headers=h)).status_code == 200
     assert time.monotonic() - t >= 0.3
+    assert await fired(sb, fixed["id"]) == 1
     await sb.client.delete(f"/_sandbox/faults/{fixed['id']}", headers=sb.admin)
-    await rule(sb, operation="listAgents", action="latency", latencyMs=50, latencyMaxMs=150)
-    waits = []
+    spread = await rule(
+        sb, operation="listAgents", action="latency", latencyMs=50, latencyMaxMs=150
+    )
+    assert (spread["minMs"], spread["maxMs"]) == (50, 150)
     for _ in range(5):
         t = time.monotonic()
-        await sb.client.get("/v1/agents", headers=h)
-        waits.append(time.monotonic() - t)
-    assert all(0.05 <= w < 1.0 for w in waits)
-    assert len({round(w, 3) for w in waits}) > 1
+        assert (await sb.client.get("/v1/agents", headers=h)).status_code == 200
+        assert time.monotonic() - t >= 0.05
+    assert (await sb.client.get("/v1/me", headers=h)).status_code == 200  # not its operation
+    assert await fired(sb, spread["id"]) == 5
 
 
 async def test_drop_is_seen_by_a_real_client(clean: Sandbox) -> None:
@@ -151,11 +169,11 @@ async def test_webhook_late_and_out_of_order(clean: Sandbox, receiver: Receiver)
     [g] = await receiver.wait_for("/late", 1)
     assert g.at - t >= 0.7
     customer, _ = await _hooked(sb, receiver, "/order")
-    await rule(
+    held = await rule(
         sb, target="webhook", action="out_of_order", delayMs=1500, customerId=customer, count=1
     )
     first = await sb.admin_post("/events", {"customerId": customer, "event": "call.ended"})
-    await asyncio.sleep(0.05)
+    await wait_fired(sb, held["id"], 1)  # the first is held back; the second is not
     second = await sb.admin_post("/events", {"customerId": customer, "event": "call.ended"})
     got = await receiver.wait_for("/order", 2)
     assert [g.json()["eventId"] for g in got] == [second["eventId"], first["eventId"]]

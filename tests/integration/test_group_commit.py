@@ -35,7 +35,7 @@ def committed_rows(path: Path) -> list[tuple[int, str]]:
 async def test_writers_share_a_commit_and_return_after_it(sqlite_engine) -> None:  # type: ignore[no-untyped-def]
     engine, path = sqlite_engine
     commits = 0
-    writer = engine_module._WRITERS[engine]
+    writer = engine_module.database_of(engine).writer  # type: ignore[attr-defined]
     seen_after: dict[int, list[tuple[int, str]]] = {}
 
     async def one(k: int) -> None:
@@ -79,7 +79,7 @@ async def test_a_failing_writer_rolls_back_alone(sqlite_engine) -> None:  # type
 
 async def test_a_failed_commit_fails_every_writer_of_the_group(sqlite_engine) -> None:  # type: ignore[no-untyped-def]
     engine, path = sqlite_engine
-    writer = engine_module._WRITERS[engine]
+    writer = engine_module.database_of(engine).writer  # type: ignore[attr-defined]
 
     async def one(k: int) -> None:
         async with write(engine) as conn:

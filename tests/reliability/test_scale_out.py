@@ -10,18 +10,11 @@ attempt, but for the few attempts in flight at the kill, which are sent once mor
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
-import os
 import random
-import signal
-import subprocess
-import sys
 import time
 from collections import Counter, defaultdict
-from collections.abc import Iterator
-from contextlib import AsyncExitStack, contextmanager
-from dataclasses import dataclass
+from contextlib import AsyncExitStack
 from pathlib import Path
 from typing import Any, cast
 
@@ -29,7 +22,7 @@ import httpx
 import pytest
 
 from tests.support.contract import check_webhook_body, response_hook
-from tests.support.receiver import Receiver, free_port
+from tests.support.receiver import Receiver
 from tests.support.sandbox import (
     ADMIN,
     Sandbox,
@@ -42,9 +35,9 @@ from unlimcall_sandbox.server.services.cdrs import parse_timestamp
 from unlimcall_sandbox.server.services.events import EVENT_TYPES
 from unlimcall_sandbox.server.settings import Settings
 from unlimcall_sandbox.server.signing import SIGNATURE_HEADER, verify_signature
+from unlimcall_sandbox.testing.launch import LaunchedSandbox, launch_sandbox
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(360)]
-CLI = Path(sys.executable).parent / "unlimcall-sandbox"
 
 ACCOUNTS = 5
 CALLS = 500
@@ -61,87 +54,44 @@ READY_TIMEOUT = 60.0
 FINISH_TIMEOUT = 180.0
 
 
-@dataclass
-class Proc:
-    name: str
-    popen: subprocess.Popen[bytes]
-    log: Path
-
-    def tail(self, chars: int = 3000) -> str:
-        text = self.log.read_text(errors="replace") if self.log.exists() else ""
-        return f"--- {self.name} (rc={self.popen.poll()}) log tail ---\n{text[-chars:]}"
+def tail(proc: LaunchedSandbox) -> str:
+    return f"--- {proc.command} in {proc.data_dir.name} (rc={proc.process.poll()}) ---\n" + (
+        proc.log_tail()
+    )
 
 
-def process_env(settings: Settings, data_dir: Path, **extra: str) -> dict[str, str]:
-    base = {k: v for k, v in os.environ.items() if not k.startswith("UNLIMCALL_")}
+def settings_env(settings: Settings, **extra: str) -> dict[str, str]:
     assert settings.database_url
-    if settings.redis_url:  # else each API starts its embedded Redis (no worker can share it)
-        base["UNLIMCALL_REDIS_URL"] = settings.redis_url
-    data_dir.mkdir(parents=True, exist_ok=True)
-    return {
-        **base,
-        "UNLIMCALL_DATA_DIR": str(data_dir),
+    env = {
         "UNLIMCALL_DATABASE_URL": settings.database_url,
         "UNLIMCALL_ADMIN_TOKEN": ADMIN,
         "UNLIMCALL_TIME_SCALE": str(settings.time_scale),
         "UNLIMCALL_SEED": str(settings.seed),
         "UNLIMCALL_WEBHOOK_TIMEOUT": str(settings.webhook_timeout),
-        "UNLIMCALL_LOG_REQUESTS": "false",
-        "UNLIMCALL_WEBHOOK_EGRESS": "loopback",
         **extra,
     }
+    if settings.redis_url:  # else each API starts its embedded Redis (no worker can share it)
+        env["UNLIMCALL_REDIS_URL"] = settings.redis_url
+    return env
 
 
-@contextmanager
-def process_group() -> Iterator[list[Proc]]:
-    """Every process started into the list is SIGKILLed and reaped on the way out."""
-    procs: list[Proc] = []
+async def wait_ready(proc: LaunchedSandbox, hint: str = "") -> None:
     try:
-        yield procs
-    finally:
-        for p in procs:
-            if p.popen.poll() is None:
-                p.popen.kill()
-        for p in procs:
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                p.popen.wait(10)
-
-
-def spawn(procs: list[Proc], name: str, command: str, env: dict[str, str], tmp: Path) -> Proc:
-    log = tmp / f"{name}.log"
-    with log.open("ab") as out:
-        popen = subprocess.Popen([str(CLI), command], env=env, stdout=out, stderr=out)
-    proc = Proc(name, popen, log)
-    procs.append(proc)
-    return proc
-
-
-async def wait_ready(client: httpx.AsyncClient, proc: Proc, hint: str = "") -> None:
-    deadline = time.monotonic() + READY_TIMEOUT
-    while True:
-        assert proc.popen.poll() is None, f"{proc.name} died during start-up. {hint}\n{proc.tail()}"
-        try:
-            r = await client.get("/readyz")
-            if r.status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        assert time.monotonic() < deadline, f"{proc.name} never ready\n{proc.tail()}"
-        await asyncio.sleep(0.1)
+        await asyncio.to_thread(proc.wait_ready, READY_TIMEOUT)
+    except RuntimeError as exc:
+        raise AssertionError(f"{hint}\n{exc}") from None
 
 
 async def start_api(
-    stack: AsyncExitStack, procs: list[Proc], settings: Settings, tmp: Path, n: int
-) -> tuple[Sandbox, Proc]:
-    """``unlimcall-sandbox api`` on a free loopback port, and a client for it."""
-    port = free_port()
-    env = process_env(
-        settings, tmp / f"api{n}", UNLIMCALL_HOST="127.0.0.1", UNLIMCALL_PORT=str(port)
+    stack: AsyncExitStack, settings: Settings, tmp: Path, n: int
+) -> tuple[Sandbox, LaunchedSandbox]:
+    """``unlimcall-sandbox api`` on a free loopback port (not waited for), and a client."""
+    proc = stack.enter_context(
+        launch_sandbox(settings_env(settings), command="api", data_dir=tmp / f"api{n}", ready=False)
     )
-    proc = spawn(procs, f"api{n}", "api", env, tmp)
     client = await stack.enter_async_context(
         httpx.AsyncClient(
-            base_url=f"http://127.0.0.1:{port}",
+            base_url=proc.url,
             timeout=30,
             event_hooks={"response": [response_hook]},
             limits=httpx.Limits(max_connections=64),
@@ -151,15 +101,17 @@ async def start_api(
     return Sandbox(client, cast(Any, None), settings), proc
 
 
-def start_worker(procs: list[Proc], settings: Settings, tmp: Path, n: int) -> Proc:
-    env = process_env(settings, tmp / f"worker{n}", UNLIMCALL_SWEEP_INTERVAL="0.5")
-    return spawn(procs, f"worker{n}", "worker", env, tmp)
+def start_worker(stack: AsyncExitStack, settings: Settings, tmp: Path, n: int) -> LaunchedSandbox:
+    env = settings_env(settings, UNLIMCALL_SWEEP_INTERVAL="0.5")
+    return stack.enter_context(
+        launch_sandbox(env, command="worker", data_dir=tmp / f"worker{n}", ready=False)
+    )
 
 
-def delivery_log_lines(proc: Proc) -> list[dict[str, Any]]:
+def delivery_log_lines(proc: LaunchedSandbox) -> list[dict[str, Any]]:
     """The ``delivery_attempt`` lines a worker logged (after recording each attempt)."""
     out: list[dict[str, Any]] = []
-    for line in proc.log.read_text(errors="replace").splitlines():
+    for line in proc.log_path.read_text(errors="replace").splitlines():
         if not line.startswith("{"):
             continue
         try:
@@ -195,11 +147,9 @@ async def test_api_processes_start_together_on_a_fresh_database(
         async with AsyncExitStack() as stack:
             db_url = await stack.enter_async_context(fresh_database(backend, tmp))
             settings = make_settings(tmp, db_url, await fresh_redis_url(backend))
-            procs = stack.enter_context(process_group())
-            started = [await start_api(stack, procs, settings, tmp, n) for n in (1, 2, 3)]
-            for sb, proc in started:
+            started = [await start_api(stack, settings, tmp, n) for n in (1, 2, 3)]
+            for _, proc in started:
                 await wait_ready(
-                    sb.client,
                     proc,
                     hint=(
                         "concurrent start-up on an empty database races: "
@@ -231,24 +181,19 @@ async def test_two_apis_two_workers_one_killed(
             time_scale=TIME_SCALE,
             webhook_timeout=WEBHOOK_TIMEOUT,
         )
-        procs = stack.enter_context(process_group())
-        await run_scenario(stack, procs, settings, tmp_path, receiver)
+        await run_scenario(stack, settings, tmp_path, receiver)
 
 
 async def run_scenario(
-    stack: AsyncExitStack,
-    procs: list[Proc],
-    settings: Settings,
-    tmp: Path,
-    receiver: Receiver,
+    stack: AsyncExitStack, settings: Settings, tmp: Path, receiver: Receiver
 ) -> None:
     # -- API 1 first (it migrates and loads the fixtures), then API 2 and two workers -----
     # (Started all at once on an empty database they race: see the test above.)
-    api1, api1_proc = await start_api(stack, procs, settings, tmp, 1)
-    await wait_ready(api1.client, api1_proc)
-    api2, api2_proc = await start_api(stack, procs, settings, tmp, 2)
-    workers = [start_worker(procs, settings, tmp, n) for n in (1, 2)]
-    await wait_ready(api2.client, api2_proc)
+    api1, api1_proc = await start_api(stack, settings, tmp, 1)
+    await wait_ready(api1_proc)
+    api2, api2_proc = await start_api(stack, settings, tmp, 2)
+    workers = [start_worker(stack, settings, tmp, n) for n in (1, 2)]
+    await wait_ready(api2_proc)
     sbs = [api1, api2]
     # Progress is read from /metrics (calls by state, from the shared database): polling
     # every CDR of every account would starve the receiver in this process of CPU.
@@ -292,12 +237,11 @@ async def run_scenario(
         ended_at_kill = 0
         deadline = time.monotonic() + FINISH_TIMEOUT / 2
         while ended_at_kill < CALLS // 3:
-            assert time.monotonic() < deadline, f"calls do not end\n{victim.tail()}"
-            assert victim.popen.poll() is None, f"worker died by itself\n{victim.tail()}"
+            assert time.monotonic() < deadline, f"calls do not end\n{tail(victim)}"
+            assert victim.alive, f"worker died by itself\n{tail(victim)}"
             await asyncio.sleep(0.05)
             ended_at_kill = await ended_calls(api2)
-        victim.popen.send_signal(signal.SIGKILL)
-        victim.popen.wait(10)
+        victim.kill()
         killed_wall = time.time()
         killed_at = time.monotonic() - started
     finally:
@@ -308,9 +252,9 @@ async def run_scenario(
     deadline = time.monotonic() + FINISH_TIMEOUT
     while (total := await ended_calls(api2)) < CALLS:
         assert time.monotonic() < deadline, (
-            f"{total}/{CALLS} calls ended {FINISH_TIMEOUT:g}s after the kill\n{survivor.tail()}"
+            f"{total}/{CALLS} calls ended {FINISH_TIMEOUT:g}s after the kill\n{tail(survivor)}"
         )
-        assert survivor.popen.poll() is None, f"the surviving worker died\n{survivor.tail()}"
+        assert survivor.alive, f"the surviving worker died\n{tail(survivor)}"
         await asyncio.sleep(0.25)
 
     calls = await api1.concurrently([sbs[n % 2].call(c) for n, (c, _, _) in enumerate(placed)])
@@ -391,8 +335,8 @@ async def run_scenario(
     recorded = {(i, a["number"]) for i, d in by_id.items() for a in d["attempts"]}
     assert set(logged) <= recorded, sorted(set(logged) - recorded)[:5]
     victim_lines = delivery_log_lines(victim)
-    assert victim_lines, f"the killed worker never delivered anything\n{victim.tail()}"
-    assert delivery_log_lines(survivor), f"the survivor never delivered\n{survivor.tail()}"
+    assert victim_lines, f"the killed worker never delivered anything\n{tail(victim)}"
+    assert delivery_log_lines(survivor), f"the survivor never delivered\n{tail(survivor)}"
     # Claimed by the victim, never recorded: the survivor sent the next attempt number.
     lost_claims = sum(1 for d in by_id.values() if d["attempts"][0]["number"] > 1)
     print(
@@ -441,7 +385,7 @@ async def wait_all_delivered(
     sb: Sandbox,
     customers: list[str],
     events_by_account: dict[str, set[str]],
-    survivor: Proc,
+    survivor: LaunchedSandbox,
 ) -> list[dict[str, Any]]:
     """Every account's deliveries, once each of its events has one and all are delivered."""
     deadline = time.monotonic() + FINISH_TIMEOUT
@@ -467,6 +411,6 @@ async def wait_all_delivered(
             ]
             raise AssertionError(
                 f"{len(pending)} deliveries not delivered in {FINISH_TIMEOUT:g}s: {pending[:5]}\n"
-                f"{survivor.tail()}"
+                f"{tail(survivor)}"
             )
         await asyncio.sleep(0.5)

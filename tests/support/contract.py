@@ -74,23 +74,30 @@ def _resolve(response: dict[str, Any]) -> dict[str, Any]:
 
 
 def check(method: str, path: str, status: int, headers: httpx.Headers, body: bytes) -> None:
+    """``HEAD`` is checked as the ``GET`` it stands for: its status and headers (the media
+    type), and no body at all."""
     ctype = headers.get("content-type", "")
+    head = method == "HEAD"
+    if head:
+        if body:
+            raise ContractViolation(f"HEAD {path} {status}: answered a body {body[:200]!r}")
+        method = "GET"
     if not path.startswith("/v1"):
-        _check_non_contract(path, status, ctype, body)
+        _check_non_contract(path, status, ctype, body, head)
         return
     op = find_operation(method, path)
     if op is None:
-        if path == "/v1/openapi.json" and method in ("GET", "HEAD") and status == 200:
+        if path == "/v1/openapi.json" and method == "GET" and status == 200:
             return
-        _check_error(path, status, ctype, body)
+        _check_error(path, status, ctype, body, head)
         if status not in (404, 405):
             raise ContractViolation(f"{method} {path}: not in the contract, answered {status}")
         return
     listed = op["responses"]
     key = str(status)
     if key not in listed and status in EXTRA_STATUSES:
-        _check_error(path, status, ctype, body)
-        if json.loads(body)["error"] not in EXTRA_STATUSES[status]:
+        _check_error(path, status, ctype, body, head)
+        if not head and json.loads(body)["error"] not in EXTRA_STATUSES[status]:
             raise ContractViolation(f"{method} {path} {status}: unexpected code {body[:200]!r}")
         return
     if key not in listed and "default" not in listed:
@@ -108,6 +115,8 @@ def check(method: str, path: str, status: int, headers: httpx.Headers, body: byt
         return
     if not ctype.startswith("application/json"):
         raise ContractViolation(f"{method} {path} {status}: Content-Type {ctype!r} is not JSON")
+    if head:
+        return
     schema = content["application/json"]["schema"]
     data = json.loads(body)
     errors = sorted(_validator(schema).iter_errors(data), key=lambda e: list(e.path))
@@ -118,23 +127,27 @@ def check(method: str, path: str, status: int, headers: httpx.Headers, body: byt
         )
 
 
-def _check_error(path: str, status: int, ctype: str, body: bytes) -> None:
+def _check_error(path: str, status: int, ctype: str, body: bytes, head: bool = False) -> None:
     if status < 400:
         return
     if not ctype.startswith("application/json"):
         raise ContractViolation(
             f"{path} {status}: error with Content-Type {ctype!r}: {body[:200]!r}"
         )
+    if head:
+        return
     data = json.loads(body)
     errors = list(schema_validator("#/components/schemas/Error").iter_errors(data))
     if errors or not isinstance(data.get("message"), str):
         raise ContractViolation(f"{path} {status}: not the error envelope: {body[:300]!r}")
 
 
-def _check_non_contract(path: str, status: int, ctype: str, body: bytes) -> None:
+def _check_non_contract(
+    path: str, status: int, ctype: str, body: bytes, head: bool = False
+) -> None:
     if status >= 500 and path not in ("/readyz",):
         raise ContractViolation(f"{path}: server error {status}: {body[:300]!r}")
-    _check_error(path, status, ctype, body)
+    _check_error(path, status, ctype, body, head)
 
 
 def check_webhook_body(event_type: str, data: dict[str, Any]) -> None:

@@ -108,3 +108,63 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+class HangingReceiver:
+    """A webhook receiver that never answers: a TCP server on a loopback port that
+    accepts every connection, reads what is sent, and replies nothing until stopped.
+    ``connections`` is how many are open now."""
+
+    def __init__(self) -> None:
+        self.port = 0
+        self.accepted = 0
+        self._writers: set[asyncio.StreamWriter] = set()
+        self._server: asyncio.Server | None = None
+        self._changed = asyncio.Event()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def connections(self) -> int:
+        return len(self._writers)
+
+    async def _hold(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self._writers.add(writer)
+        self.accepted += 1
+        self._changed.set()
+        try:
+            while await reader.read(65536):
+                pass
+        except (ConnectionError, asyncio.CancelledError):
+            pass
+        finally:
+            self._writers.discard(writer)
+            self._changed.set()
+            writer.close()
+
+    async def start(self) -> HangingReceiver:
+        self._server = await asyncio.start_server(self._hold, "127.0.0.1", 0)
+        self.port = self._server.sockets[0].getsockname()[1]
+        return self
+
+    async def wait_connections(self, count: int, timeout: float = 20.0) -> int:
+        """Until at least ``count`` connections are open; returns how many are."""
+        deadline = time.monotonic() + timeout
+        while self.connections < count:
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{self.connections} of {count} connections opened")
+            self._changed.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._changed.wait(), 0.2)
+        return self.connections
+
+    async def stop(self) -> None:
+        if self._server is not None:
+            self._server.close()
+        for writer in list(self._writers):
+            writer.close()
+        if self._server is not None:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._server.wait_closed(), 5)

@@ -107,11 +107,29 @@ def make_settings(
     return Settings(**values)
 
 
+class TestWall:
+    """Wall time for the sandbox under test (token and OAuth expiries, leases, signature
+    timestamps): the real time plus however far a test moved it on."""
+
+    __test__ = False  # not a test class, despite its name
+
+    def __init__(self) -> None:
+        self.offset = 0.0
+
+    def __call__(self) -> float:
+        return time.time() + self.offset
+
+    def advance(self, seconds: float) -> None:
+        self.offset += seconds
+
+
 class Sandbox:
     def __init__(self, client: httpx.AsyncClient, app: Litestar, settings: Settings) -> None:
         self.client = client
         self.app = app
         self.settings = settings
+        # Wall time of an in-process app (``running``): expiry tests move it on.
+        self.wall = TestWall()
         self.base_url = str(client.base_url).rstrip("/")
         self.admin = {"Authorization": f"Bearer {ADMIN}"}
 
@@ -121,9 +139,30 @@ class Sandbox:
 
     # -- control plane ------------------------------------------------------------------
     async def admin_post(self, path: str, body: Any, expect: int = 201) -> Any:
+        if path.endswith("/cdrs/generate") and expect == 201:
+            return await self.generate_cdrs(path, body)
         r = await self.client.post(f"/_sandbox{path}", json=body, headers=self.admin)
         assert r.status_code == expect, r.text
         return r.json()
+
+    async def generate_cdrs(self, path: str, body: Any, timeout: float = 120.0) -> Any:
+        """Start a CDR generation (202, a job) and wait for the job to finish."""
+        r = await self.client.post(f"/_sandbox{path}", json=body, headers=self.admin)
+        assert r.status_code == 202, r.text
+        return await self.wait_job(r.json()["jobId"], timeout)
+
+    async def wait_job(self, job_id: str, timeout: float = 120.0) -> Any:
+        deadline = time.monotonic() + timeout
+        while True:
+            r = await self.client.get(f"/_sandbox/jobs/{job_id}", headers=self.admin)
+            assert r.status_code == 200, r.text
+            job = r.json()
+            if job["state"] == "done":
+                return job
+            assert job["state"] != "failed", job
+            if time.monotonic() > deadline:
+                raise AssertionError(f"job {job_id} never finished: {job}")
+            await asyncio.sleep(0.02)
 
     async def account(self, **fields: Any) -> str:
         body = {
@@ -278,7 +317,11 @@ async def running(
             limits=httpx.Limits(max_connections=64),
         ) as client,
     ):
-        yield Sandbox(client, app, settings)
+        sandbox = Sandbox(client, app, settings)
+        # The app's one clock reads wall time from the test's: expiry tests advance it
+        # instead of sleeping.
+        app.state.rt.clock.wall = sandbox.wall
+        yield sandbox
 
 
 @asynccontextmanager

@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from unlimcall_sandbox.server.auth import PORTAL_PREFIX, TokenVerifier, hash_secret
+from unlimcall_sandbox.server.clock import Clock
 from unlimcall_sandbox.server.errors import Unauthorized
 from unlimcall_sandbox.server.services.faults import FaultBook
 
@@ -48,7 +49,7 @@ def fault_row(rule_id: str) -> tuple[Any, ...]:
 
 async def test_a_rule_created_during_a_refresh_is_seen_by_the_next_request() -> None:
     reads = GatedReads([])
-    book = FaultBook(engine=None, reads=reads, seed=1)  # type: ignore[arg-type]
+    book = FaultBook(db=reads, seed=1)  # type: ignore[arg-type]
     before = asyncio.ensure_future(book.needs_account("api", "listAgents"))
     await until(lambda: len(reads.gates) == 1)
     reads.rows = [fault_row("f1")]  # the rule commits while the old read is in flight
@@ -65,7 +66,7 @@ async def test_a_rule_created_during_a_refresh_is_seen_by_the_next_request() -> 
 
 async def test_concurrent_requests_share_one_refresh() -> None:
     reads = GatedReads([fault_row("f1")])
-    book = FaultBook(engine=None, reads=reads, seed=1)  # type: ignore[arg-type]
+    book = FaultBook(db=reads, seed=1)  # type: ignore[arg-type]
     waiters = [asyncio.ensure_future(book._all()) for _ in range(5)]
     await until(lambda: len(reads.gates) == 1)
     await asyncio.sleep(0)
@@ -82,7 +83,7 @@ async def test_a_revocation_during_a_lookup_is_not_undone_by_it() -> None:
     token = PORTAL_PREFIX + "x" * 40
     header = f"Bearer {token}"
     reads = GatedReads([token_row(token)])
-    verifier = TokenVerifier(reads, ttl=60)  # type: ignore[arg-type]
+    verifier = TokenVerifier(reads, ttl=60, clock=Clock(1.0))  # type: ignore[arg-type]
     before = asyncio.ensure_future(verifier.authenticate(header, None))
     await until(lambda: len(reads.gates) == 1)
     reads.rows = []  # revoked and committed while the first lookup is in flight

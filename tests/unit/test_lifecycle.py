@@ -1,19 +1,38 @@
+import itertools
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from unlimcall_sandbox.server import lifecycle
-from unlimcall_sandbox.server.lifecycle import FORCED, TRANSITIONS, next_state, plan_call
+from unlimcall_sandbox.server.lifecycle import FORCED, TABLE, Plan, next_state, plan_call
+
+DECLARED = {(t.source, t.target) for t in TABLE}
 
 
 def walk(plan: lifecycle.Plan) -> list[str]:
     state, seen = lifecycle.QUEUED, [lifecycle.QUEUED]
     while (step := next_state(state, plan)) is not None:
-        assert (state, step[0]) in TRANSITIONS
+        assert (state, step[0]) in DECLARED
         assert step[1] >= 0
         state = step[0]
         seen.append(state)
     return seen
+
+
+def timed_walk(plan: lifecycle.Plan) -> list[tuple[str, int]]:
+    """(state, sandbox seconds spent in it) along the whole walk."""
+    state, out = lifecycle.QUEUED, []
+    while (step := next_state(state, plan)) is not None:
+        out.append((state, step[1]))
+        state = step[0]
+    return [*out, (state, 0)]
+
+
+def plan(outcome: str, ring: int = 7, talk: int = 0) -> Plan:
+    return Plan(
+        outcome=outcome, scenario="normal", ring_sec=ring, talk_sec=talk, sentiment="neutral"
+    )
 
 
 @pytest.mark.parametrize(("number", "expected"), sorted(FORCED.items()))
@@ -47,3 +66,39 @@ def test_unknown_state_is_refused() -> None:
     with pytest.raises(lifecycle.IllegalTransition):
         next_state("on_hold", plan_call(0, 1, "+14155551234"))
     assert next_state("ended", plan_call(0, 1, "+14155551234")) is None
+
+
+def test_the_table_is_the_lifecycle() -> None:
+    """Every declared move is taken by some plan, and nothing else ever is."""
+    taken = set()
+    for outcome in lifecycle.OUTCOMES:
+        path = walk(plan(outcome, talk=30 if outcome == lifecycle.ANSWERED else 0))
+        taken |= set(itertools.pairwise(path))
+    assert taken == DECLARED
+    assert {
+        ("queued", "ringing"),
+        *(("ringing", o) for o in lifecycle.OUTCOMES),
+        *((o, "ended") for o in lifecycle.OUTCOMES),
+    } == DECLARED
+
+
+def test_time_in_each_state_comes_from_the_plan() -> None:
+    assert timed_walk(plan(lifecycle.ANSWERED, ring=9, talk=65)) == [
+        ("queued", lifecycle.SETUP_SEC),
+        ("ringing", 9),
+        ("answered", 65),
+        ("ended", 0),
+    ]
+    assert timed_walk(plan(lifecycle.BUSY, ring=3)) == [
+        ("queued", lifecycle.SETUP_SEC),
+        ("ringing", 3),
+        ("busy", 0),
+        ("ended", 0),
+    ]
+
+
+@pytest.mark.parametrize("outcome", ["ended", "queued", "ringing", "voicemail"])
+def test_a_plan_whose_outcome_is_no_way_out_of_ringing_is_refused(outcome: str) -> None:
+    assert next_state("queued", plan(outcome)) == ("ringing", lifecycle.SETUP_SEC)
+    with pytest.raises(lifecycle.IllegalTransition):
+        next_state("ringing", plan(outcome))

@@ -1,4 +1,5 @@
-import contextlib
+import math
+import re
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
@@ -13,7 +14,8 @@ from unlimcall_sandbox.server.errors import (
     WindowTooWide,
 )
 from unlimcall_sandbox.server.phone import is_e164
-from unlimcall_sandbox.server.rating import default_rate_table, price_cents
+from unlimcall_sandbox.server.rating import price_cents, rate_table, region_of
+from unlimcall_sandbox.server.runtime import load_rate_table
 from unlimcall_sandbox.server.services.cdrs import parse_limit, parse_timestamp, parse_window
 
 NOW = datetime(2026, 6, 1, tzinfo=UTC).timestamp()
@@ -28,9 +30,38 @@ def test_prices() -> None:
     assert price_cents(1, Decimal("2.5")) == 1
     assert price_cents(60, Decimal("2.5")) == 3
     assert price_cents(81, Decimal("12.0")) == 17
-    table = default_rate_table()
+
+
+def test_rating_uses_only_the_data_it_is_given() -> None:
+    table = rate_table(
+        {
+            "currency": "USD",
+            "rates": {
+                "GB": {"name": "Britain", "centsPerMinute": "1.5"},
+                "*": {"name": "Elsewhere", "centsPerMinute": "9"},
+            },
+        },
+        {"names": {"ZA": "Mzansi"}},
+    )
+    gb = table.rate_for("+442071838750")
+    assert (gb.region, gb.country, gb.cents_per_minute) == ("GB", "Britain", Decimal("1.5"))
+    za = table.rate_for("+27211234567")  # priced by '*', named from the names given
+    assert (za.region, za.country, za.cents_per_minute) == ("ZA", "Mzansi", Decimal(9))
+    de = table.rate_for("+4930123456")  # '*' and no name: the '*' entry's
+    assert (de.region, de.country) == ("DE", "Elsewhere")
+    nowhere = table.rate_for("+999")
+    assert (nowhere.region, nowhere.country) == ("*", "Elsewhere")
+    with pytest.raises(ValueError, match=r"'\*'"):
+        rate_table({"currency": "USD", "rates": {}}, {"names": {}})
+
+
+def test_the_shipped_table_loads_once_with_its_names() -> None:
+    table = load_rate_table()
+    assert table.currency == "USD"
     assert table.rate_for("+442071838750").country == "United Kingdom"
     assert table.rate_for("+27211234567").country == "South Africa"  # the '*' rate
+    assert region_of("+27211234567") == "ZA"
+    assert len(table.country_names) > 200
 
 
 @given(
@@ -108,10 +139,47 @@ def test_window_rules_hold_for_any_pair(start: datetime, span: int) -> None:
         assert 0 < hi - lo == span <= 31 * 86400
 
 
-@given(st.text(max_size=40))
+RFC3339_LIKE = r"\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d{1,9})?([Zz]|[+-]\d{2}:\d{2})"
+
+
+@given(st.one_of(st.text(max_size=40), st.from_regex(RFC3339_LIKE, fullmatch=True)))
 def test_timestamps_parse_or_raise_the_contract_error(raw: str) -> None:
-    with contextlib.suppress(InvalidTimestamp):
-        parse_timestamp(raw)
+    """Any text (and any date-time-shaped text, month 13 included) either parses to a
+    moment or raises the contract's error, never another exception."""
+    try:
+        ts = parse_timestamp(raw)
+    except InvalidTimestamp:
+        assert not re.fullmatch(RFC3339_LIKE, raw) or not _valid_date_time(raw)
+        return
+    assert isinstance(ts, float)
+    assert math.isfinite(ts)
+    assert re.fullmatch(RFC3339_LIKE, raw)
+
+
+def _valid_date_time(raw: str) -> bool:
+    try:
+        datetime.fromisoformat(re.sub(r"(\.\d{1,6})\d*", r"\1", raw.upper().replace("Z", "+00:00")))
+    except ValueError:
+        return False
+    return True
+
+
+@given(
+    st.datetimes(
+        min_value=datetime(1971, 1, 1), max_value=datetime(2100, 1, 1), timezones=st.just(UTC)
+    )
+)
+def test_timestamps_in_the_contracts_form_parse_to_their_moment(moment: datetime) -> None:
+    moment = moment.replace(microsecond=0)
+    assert parse_timestamp(iso(moment)) == moment.timestamp()
+
+
+@pytest.mark.parametrize(
+    "bad", ["", "yesterday", "2026-02-30T00:00:00Z", "2026-06-01T25:00:00Z", "1717200000"]
+)
+def test_timestamps_that_are_no_moment_raise_the_contract_error(bad: str) -> None:
+    with pytest.raises(InvalidTimestamp):
+        parse_timestamp(bad)
 
 
 @given(st.text(max_size=12))

@@ -9,7 +9,7 @@ import sys
 from collections.abc import Sequence
 
 from unlimcall_sandbox import __version__
-from unlimcall_sandbox.cli import control
+from unlimcall_sandbox.cli import control, demo, jobs
 from unlimcall_sandbox.cli.errors import PROG, CliError
 from unlimcall_sandbox.cli.options import (
     CONTROL_DESCRIPTIONS,
@@ -296,6 +296,8 @@ def build_parser() -> argparse.ArgumentParser:
         _control_epilog("accounts"),
     )
     _control_flags(accounts)
+    demo.add_commands(sub, _command, _control_flags, _control_epilog)  # demo, dashboard-link
+    jobs.add_commands(sub, _command, _control_flags, _control_epilog)  # generate-cdrs
     return parser
 
 
@@ -345,10 +347,16 @@ def _control(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
+    if getattr(args, "handler", None) is not None:  # commands of cli.demo
+        return int(args.handler(args))
     from unlimcall_sandbox.cli import serving
 
     if args.command in ("serve", "api"):
         settings = load_settings(overrides_from(args, SERVER_FLAGS))
+        try:
+            settings.refuse_weak_admin_token()
+        except ValueError as exc:
+            raise CliError(str(exc), 2) from None
         serving.configure_logging()
         if args.command == "serve":
             return serving.run_server(settings, workers=1, with_worker=True)

@@ -51,6 +51,8 @@ class SettingFlag:
     help: str
     type: Callable[[str], object] = str
     choices: tuple[str, ...] | None = None
+    switch: bool = False
+    """A flag without a value that sets the setting to true."""
 
 
 SETTING_FLAGS: dict[str, SettingFlag] = {
@@ -73,12 +75,25 @@ SETTING_FLAGS: dict[str, SettingFlag] = {
             "divide every simulated wait by X; 3600 makes an hour a second (default 1)",
             _positive_float,
         ),
-        SettingFlag("seed", "--seed", "N", "seed of the one random source (default 0)", _integer),
+        SettingFlag(
+            "seed",
+            "--seed",
+            "N",
+            "seed of the one random source (default: the data dir's own, random)",
+            _integer,
+        ),
         SettingFlag(
             "admin_token",
             "--admin-token",
             "TOKEN",
             "bearer token for /_sandbox (default: created once, stored in the data dir)",
+        ),
+        SettingFlag(
+            "insecure_admin_token",
+            "--insecure-admin-token",
+            "",
+            "accept a short or placeholder admin token (throwaway local use only)",
+            switch=True,
         ),
         SettingFlag(
             "database_url",
@@ -105,6 +120,7 @@ SETTING_FLAGS: dict[str, SettingFlag] = {
 # What each variable does, for the help epilogs (those with a flag show the flag instead).
 DESCRIPTIONS: dict[str, str] = {
     "public_url": "base URL advertised in the banner and OAuth metadata",
+    "allowed_hosts": "Host header names echoed as the base URL (besides loopback and --host)",
     "insecure_webhook_hosts": "hosts allowed as plain http:// hook targets",
     "webhook_allow": "hosts and CIDRs webhooks may reach on top of the egress rule",
     "token_cache_ttl": "seconds a verified token stays cached",
@@ -136,7 +152,9 @@ _API_ONLY = {
     "host",
     "port",
     "public_url",
+    "allowed_hosts",
     "admin_token",
+    "insecure_admin_token",
     "token_cache_ttl",
     "oauth_token_ttl",
     "max_body_bytes",
@@ -202,6 +220,16 @@ def add_setting_flags(parser: argparse.ArgumentParser, fields: Iterable[str]) ->
     group = parser.add_argument_group("settings")
     for field in fields:
         spec = SETTING_FLAGS[field]
+        if spec.switch:
+            group.add_argument(
+                spec.flag,
+                dest=field,
+                action="store_const",
+                const=True,
+                default=None,
+                help=spec.help,
+            )
+            continue
         group.add_argument(
             spec.flag,
             dest=field,

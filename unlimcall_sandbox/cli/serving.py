@@ -63,6 +63,16 @@ def with_admin_token(settings: Settings) -> Settings:
     return msgspec.structs.replace(settings, admin_token=token)
 
 
+def with_seed(settings: Settings) -> Settings:
+    """The configured seed, else the data dir's own (random, created the first time)."""
+    try:
+        return credentials.with_seed(settings)
+    except OSError as exc:
+        raise CliError(_data_dir_error(settings, exc)) from None
+    except ValueError as exc:
+        raise CliError(str(exc)) from None
+
+
 def _data_dir_error(settings: Settings, exc: OSError) -> str:
     return (
         f"cannot use the data dir {settings.data_dir} ({reason(exc)}); "
@@ -264,7 +274,14 @@ def _where(settings: Settings) -> str:
     return _redacted(settings.effective_database_url).split("@")[-1]
 
 
-def banner(settings: Settings, demo: str | None, *, serving: bool, loaded: bool) -> str:
+def banner(
+    settings: Settings,
+    demo: str | None,
+    *,
+    serving: bool,
+    loaded: bool,
+    dashboard: str | None = None,
+) -> str:
     base = settings.base_url
     data = settings.data_dir
     admin_note = "for /_sandbox"
@@ -274,7 +291,8 @@ def banner(settings: Settings, demo: str | None, *, serving: bool, loaded: bool)
     if serving:
         lines += [
             f"  API:          {base}/v1   (contract: {base}/v1/openapi.json)",
-            f"  Dashboard:    {base}/dashboard",
+            f"  Dashboard:    {dashboard or f'{base}/dashboard'}"
+            + ("   (one click signs you in: once, within 15 min)" if dashboard else ""),
         ]
     lines += [
         f"  Admin token:  {settings.admin_token}   ({admin_note})",
@@ -285,7 +303,12 @@ def banner(settings: Settings, demo: str | None, *, serving: bool, loaded: bool)
             else "(no account 1042)"
         ),
         f"  Data:         {_where(settings)}" + ("   (demo data loaded)" if loaded else ""),
-        f"  Time scale:   {settings.time_scale:g}   Seed: {settings.seed}",
+        f"  Time scale:   {settings.time_scale:g}   Seed: {settings.seed}"
+        + (
+            "   (this data dir's own; --seed N or UNLIMCALL_SEED repeats a run's ids)"
+            if str(settings.seed) == credentials.read_secret(data, credentials.SEED_FILE)
+            else ""
+        ),
     ]
     if serving and demo:
         lines.append(f"  Try:          curl -H 'Authorization: Bearer {demo}' {base}/v1/me")
@@ -324,7 +347,7 @@ def run_server(settings: Settings, *, workers: int, with_worker: bool) -> int:
             "api --workers N needs a Redis every process shares: give --redis-url or "
             "UNLIMCALL_REDIS_URL"
         )
-    settings = with_admin_token(settings)
+    settings = with_seed(with_admin_token(settings))
     secure_storage(settings)
     sock = bind(settings)
     try:
@@ -332,7 +355,10 @@ def run_server(settings: Settings, *, workers: int, with_worker: bool) -> int:
         if not settings.redis_url:
             check_embedded_redis(settings)
         demo, loaded = asyncio.run(preflight(settings, demo=True, redis=True))
-        print(banner(settings, demo, serving=True, loaded=loaded), flush=True)
+        from unlimcall_sandbox.server.services.dashboard_session import banner_link
+
+        link = banner_link(settings)  # a one-time sign-in code, stored in the database
+        print(banner(settings, demo, serving=True, loaded=loaded, dashboard=link), flush=True)
         configure_logging()
         if workers > 1:
             from uvicorn.supervisors import Multiprocess
@@ -359,7 +385,7 @@ def run_server(settings: Settings, *, workers: int, with_worker: bool) -> int:
 
 
 def run_migrate(settings: Settings) -> int:
-    settings = with_admin_token(settings)
+    settings = with_seed(with_admin_token(settings))
     secure_storage(settings)
     demo, loaded = asyncio.run(preflight(settings, demo=True, redis=False))
     print(banner(settings, demo, serving=False, loaded=loaded), flush=True)
@@ -387,6 +413,7 @@ def run_worker(settings: Settings) -> int:
             "worker needs the Redis the API uses: give --redis-url or UNLIMCALL_REDIS_URL"
         )
     secure_storage(settings)
+    settings = with_seed(settings)
     asyncio.run(preflight(settings, demo=False, redis=True))
     configure_logging()
     asyncio.run(_worker(settings))

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
 from typing import Any
 
 from litestar import Litestar, Request, get
 from litestar.config.cors import CORSConfig
+from litestar.datastructures import State
+from litestar.middleware import AbstractMiddleware
 from sqlalchemy import text
 
 from unlimcall_sandbox.resources import CONTRACT
@@ -18,14 +21,15 @@ from unlimcall_sandbox.server.api.inbox import inbox_router
 from unlimcall_sandbox.server.api.oauth import metadata, token
 from unlimcall_sandbox.server.api.sandbox import sandbox_router
 from unlimcall_sandbox.server.api.v1 import v1_router
-from unlimcall_sandbox.server.db.engine import read
+from unlimcall_sandbox.server.clock import SYNC_TTL, iso
 from unlimcall_sandbox.server.errors import ServiceUnavailable
-from unlimcall_sandbox.server.fastpath import FastPath
-from unlimcall_sandbox.server.http import RequestLogMiddleware, handle_exception, runtime
-from unlimcall_sandbox.server.metrics import RequestMetrics
+from unlimcall_sandbox.server.http import EdgeMiddleware, handle_exception, runtime
+from unlimcall_sandbox.server.metrics import LoopLag, RequestMetrics
 from unlimcall_sandbox.server.metrics import render as render_metrics
 from unlimcall_sandbox.server.runtime import Runtime
+from unlimcall_sandbox.server.services import clock as clock_service
 from unlimcall_sandbox.server.settings import Settings
+from unlimcall_sandbox.server.structs import Health, Readiness
 
 log = logging.getLogger("unlimcall")
 
@@ -35,15 +39,15 @@ Background = Callable[[Runtime], AbstractAsyncContextManager[Any]]
 
 
 @get("/healthz", sync_to_thread=False)
-def healthz() -> dict[str, str]:
-    return {"status": "ok"}
+def healthz() -> Health:
+    return Health(status="ok")
 
 
 @get("/readyz")
-async def readyz(request: Request[Any, Any, Any]) -> dict[str, str]:
+async def readyz(request: Request[Any, Any, Any]) -> Readiness:
     rt = runtime(request)
     try:
-        async with read(rt.engine) as conn:
+        async with rt.db.read() as conn:
             await conn.execute(text("SELECT 1"))
     except Exception as exc:
         raise ServiceUnavailable(f"database unreachable: {type(exc).__name__}") from exc
@@ -51,12 +55,47 @@ async def readyz(request: Request[Any, Any, Any]) -> dict[str, str]:
         await rt.redis.ping()
     except Exception as exc:
         raise ServiceUnavailable(f"redis unreachable: {type(exc).__name__}") from exc
-    return {"status": "ready", "database": "ok", "redis": "ok"}
+    return Readiness(status="ready", database="ok", redis="ok")
 
 
 @get("/metrics", media_type="text/plain; version=0.0.4")
 async def metrics(request: Request[Any, Any, Any]) -> str:
-    return await render_metrics(runtime(request), request.app.state.request_metrics)
+    state = request.app.state
+    return await render_metrics(runtime(request), state.request_metrics, state.loop_lag)
+
+
+class _SandboxTime:
+    """``X-Unlimcall-Sandbox-Time`` for the edge: this process's clock, its anchor re-read
+    from the database at most once per ``SYNC_TTL`` (another process's advance), the value
+    rendered at most once per sandbox second."""
+
+    __slots__ = ("_last", "_state")
+
+    def __init__(self, state: State) -> None:
+        self._state = state
+        self._last: tuple[int, bytes] = (-1, b"")
+
+    def _rt(self) -> Runtime | None:
+        rt: Runtime | None = self._state.get("rt")
+        return rt
+
+    async def refresh(self) -> None:
+        rt = self._rt()
+        if rt is not None and time.time() - rt.clock.synced_at >= SYNC_TTL:
+            try:
+                await clock_service.sync(rt.engine, rt.clock)
+            except Exception:  # the response must not fail for the header's sake
+                log.warning("clock anchor re-read failed", exc_info=True)
+                rt.clock.synced_at = time.time()
+
+    def header(self) -> bytes | None:
+        rt = self._rt()
+        if rt is None:
+            return None
+        second = int(rt.clock.now())
+        if self._last[0] != second:
+            self._last = (second, iso(second).encode())
+        return self._last[1]
 
 
 def create_app(settings: Settings, background: Sequence[Background] = ()) -> Litestar:
@@ -67,12 +106,14 @@ def create_app(settings: Settings, background: Sequence[Background] = ()) -> Lit
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
         rt = await Runtime.start(settings)
         app.state.rt = rt
+        app.state.loop_lag.start()
         try:
             async with AsyncExitStack() as stack:
                 for factory in background:
                     await stack.enter_async_context(factory(rt))
                 yield
         finally:
+            await app.state.loop_lag.stop()
             await rt.close()
 
     app = Litestar(
@@ -90,7 +131,8 @@ def create_app(settings: Settings, background: Sequence[Background] = ()) -> Lit
         ],
         lifespan=[lifespan],
         exception_handlers={Exception: handle_exception},
-        request_max_body_size=settings.max_body_bytes,
+        # The edge enforces settings.max_body_bytes on every route, lean ones included.
+        request_max_body_size=None,
         openapi_config=None,
         cors_config=CORSConfig(allow_origins=["*"], allow_headers=["*"]),
         debug=False,
@@ -98,11 +140,17 @@ def create_app(settings: Settings, background: Sequence[Background] = ()) -> Lit
     )
     # Outside Litestar's router, so that 404s and 405s get a request id and a log line too.
     app.state.request_metrics = RequestMetrics()
-    app.asgi_handler = RequestLogMiddleware(
-        app.asgi_handler,
+    app.state.loop_lag = LoopLag()
+    cors = app.asgi_handler  # the outer layer Litestar builds: CORS (from cors_config)
+    assert isinstance(cors, AbstractMiddleware)
+    app.asgi_handler = EdgeMiddleware(
+        cors,
         app.state.request_metrics,
+        max_body=settings.max_body_bytes,
+        body_timeout=settings.body_read_timeout,
         enabled=settings.log_requests,
-        fast=FastPath(app, settings.max_body_bytes),
+        under_cors=cors.app,
+        sandbox_time=_SandboxTime(app.state),
     )
     app.state.settings = settings
     app.state.contract_bytes = contract_bytes

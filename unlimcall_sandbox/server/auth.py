@@ -18,7 +18,8 @@ from dataclasses import dataclass
 
 from sqlalchemy import bindparam, select
 
-from unlimcall_sandbox.server.db.fastread import FastReads
+from unlimcall_sandbox.server.clock import Clock
+from unlimcall_sandbox.server.db.port import Database
 from unlimcall_sandbox.server.db.tables import accounts, tokens
 from unlimcall_sandbox.server.errors import AccountSuspended, Unauthorized
 
@@ -62,8 +63,11 @@ def _invalid(description: str) -> Unauthorized:
 class TokenVerifier:
     """Verifies bearer tokens against the database through a bounded TTL cache."""
 
-    def __init__(self, reads: FastReads, ttl: float, max_entries: int = 10_000) -> None:
+    def __init__(
+        self, reads: Database, ttl: float, clock: Clock, max_entries: int = 10_000
+    ) -> None:
         self._reads = reads
+        self._clock = clock  # token expiries are wall time (``real_now``)
         self._ttl = ttl
         self._max = max_entries
         self._cache: OrderedDict[str, tuple[float, Principal | None]] = OrderedDict()
@@ -94,6 +98,11 @@ class TokenVerifier:
     async def authenticate(self, authorization: str | None, scope: str | None) -> Principal:
         """The principal behind an ``Authorization`` header, or ``Unauthorized`` /
         ``AccountSuspended`` exactly as the contract and RFC 6750 describe."""
+        return self.authorize(await self.identify(authorization), scope)
+
+    async def identify(self, authorization: str | None) -> Principal:
+        """Who the header names: ``Unauthorized`` when it names nobody (missing, malformed,
+        unknown, revoked or expired token). What they may do is ``authorize``'s question."""
         if not authorization:
             raise Unauthorized("Missing bearer token.", headers={"WWW-Authenticate": REALM})
         scheme, _, token = authorization.partition(" ")
@@ -105,13 +114,17 @@ class TokenVerifier:
             )
         if not (token.startswith(PORTAL_PREFIX) or token.startswith(OAUTH_PREFIX)):
             raise _invalid("The token is not an UnlimCall token.")
-        digest = hash_secret(token)
-        principal = await self._lookup(digest)
-        now = time.time()
+        principal = await self._lookup(hash_secret(token))
         if principal is None:
             raise _invalid("The token is unknown or revoked.")
-        if principal.expires_at is not None and principal.expires_at <= now:
+        if principal.expires_at is not None and principal.expires_at <= self._clock.real_now():
             raise _invalid("The token has expired.")
+        return principal
+
+    @staticmethod
+    def authorize(principal: Principal, scope: str | None) -> Principal:
+        """``principal`` if its account is active and its token has ``scope`` (None: any
+        valid token will do)."""
         if principal.suspended:
             raise AccountSuspended()
         if scope is not None and scope not in principal.scopes:

@@ -1,5 +1,6 @@
-"""Credentials that survive a restart: the admin token (when none is configured) and the demo
-account's token, each created once per data dir and kept there.
+"""Credentials that survive a restart: the admin token (when none is configured), the demo
+account's token and the seed (when none is configured), each created once per data dir and
+kept there.
 
 Portal tokens are stored hashed in the database, so the plaintext a user copies from the
 startup banner lives in a file of the data dir: the dir is 0700, the files 0600. Each file
@@ -16,15 +17,17 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Literal
 
+import msgspec
 from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 from unlimcall_sandbox.server.auth import hash_secret, new_portal_token
+from unlimcall_sandbox.server.db.port import Conn
 from unlimcall_sandbox.server.db.tables import accounts, tokens
-from unlimcall_sandbox.server.settings import ALL_SCOPES
+from unlimcall_sandbox.server.settings import ALL_SCOPES, Settings
 
 ADMIN_FILE = "admin-token"
 DEMO_FILE = "demo-token"
+SEED_FILE = "seed"
 DEMO_CUSTOMER_ID = 1042
 
 DemoState = Literal["present", "created", "revoked", "no_account"]
@@ -112,7 +115,28 @@ def demo_token(data_dir: Path) -> str:
     return stored_or_new(data_dir, DEMO_FILE, new_portal_token)
 
 
-async def install_demo_token(conn: AsyncConnection, plaintext: str, now: float) -> DemoState:
+def stored_seed(data_dir: Path) -> int:
+    """The data dir's own random seed, created the first time: sandboxes started without
+    ``UNLIMCALL_SEED`` never share ids (a receiver deduplicating on delivery ids across runs
+    would drop the next run's events), and a restart keeps the ids of one data dir apart."""
+    text = stored_or_new(data_dir, SEED_FILE, lambda: str(secrets.randbits(63)))
+    try:
+        return int(text)
+    except ValueError:
+        raise ValueError(
+            f"{data_dir / SEED_FILE} holds {text[:40]!r}, not a seed: delete the file or set "
+            "UNLIMCALL_SEED"
+        ) from None
+
+
+def with_seed(settings: Settings) -> Settings:
+    """``settings`` with its seed resolved: the configured one, else the data dir's."""
+    if settings.seed is not None:
+        return settings
+    return msgspec.structs.replace(settings, seed=stored_seed(settings.data_dir))
+
+
+async def install_demo_token(conn: Conn, plaintext: str, now: float) -> DemoState:
     """Make ``plaintext`` a live, never-expiring token of the demo account with every scope.
 
     ``present``: it already is. ``created``: inserted now (a fresh database, or after a

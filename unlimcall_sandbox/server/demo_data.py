@@ -7,9 +7,9 @@ from importlib.resources.abc import Traversable
 from typing import Any
 
 from sqlalchemy import delete, func, select, text
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 from unlimcall_sandbox.resources import FIXTURES
+from unlimcall_sandbox.server.db.port import Conn
 from unlimcall_sandbox.server.db.tables import (
     accounts,
     agents,
@@ -52,12 +52,13 @@ _ALL_TABLES = (
 )
 
 
-async def is_empty(conn: AsyncConnection) -> bool:
-    return (await conn.execute(select(func.count()).select_from(accounts))).scalar_one() == 0
+async def is_empty(conn: Conn) -> bool:
+    count: int = (await conn.execute(select(func.count()).select_from(accounts))).scalar_one()
+    return count == 0
 
 
 async def load(
-    conn: AsyncConnection, now: float, seed: int, rates: RateTable, path: Traversable = DEMO
+    conn: Conn, now: float, seed: int, rates: RateTable, path: Traversable = DEMO
 ) -> int:
     """Load the dataset; returns the first account's customer id."""
     data = json.loads(path.read_bytes())
@@ -129,7 +130,7 @@ def _cdr_values(account_id: int, c: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-async def _fix_sequences(conn: AsyncConnection) -> None:
+async def _fix_sequences(conn: Conn) -> None:
     """Explicit ids leave PostgreSQL's sequences behind; move them past the data."""
     if conn.dialect.name != "postgresql":
         return
@@ -142,6 +143,6 @@ async def _fix_sequences(conn: AsyncConnection) -> None:
         )
 
 
-async def wipe(conn: AsyncConnection) -> None:
+async def wipe(conn: Conn) -> None:
     for table in _ALL_TABLES:
         await conn.execute(delete(table))

@@ -44,6 +44,12 @@ class WindowTooWide(ApiError):
     default_message = "The window between from and till must be at most 31 days."
 
 
+class PayloadTooLarge(ApiError):
+    code = "payload_too_large"
+    status = 413
+    default_message = "Request body too large."
+
+
 class Unauthorized(ApiError):
     code = "unauthorized"
     status = 401

@@ -10,9 +10,8 @@ from typing import Any
 from sqlalchemy import bindparam, literal_column
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.ext.asyncio import AsyncConnection
 
-from unlimcall_sandbox.server.db.fastsql import run
+from unlimcall_sandbox.server.db.port import Conn
 from unlimcall_sandbox.server.db.tables import counters
 
 _NAMESPACE = uuid.UUID("6b1c3f0e-8d57-4d3a-9a8f-2f0c5e7d9b11")
@@ -37,8 +36,8 @@ def _upsert(insert: Any) -> Any:
 _UPSERT = {"postgresql": _upsert(pg_insert), "sqlite": _upsert(sqlite_insert)}
 
 
-async def next_counter(conn: AsyncConnection, name: str, n: int = 1) -> int:
+async def next_counter(conn: Conn, name: str, n: int = 1) -> int:
     """Reserve ``n`` values of counter ``name`` atomically; returns the last one reserved
     (so the block is ``last-n+1 .. last``)."""
     stmt = _UPSERT[conn.dialect.name]
-    return int((await run(conn, stmt, {"w_name": name, "w_n": n})).scalar_one())
+    return int((await conn.run(stmt, {"w_name": name, "w_n": n})).scalar_one())

@@ -22,6 +22,7 @@ log = logging.getLogger("unlimcall.jobs")
 SIMULATE_CALL = "simulate_call"
 DELIVER_WEBHOOK = "deliver_webhook"
 DELIVER_EVENT = "deliver_event"
+RUN_BULK_JOB = "run_bulk_job"
 QUEUE = "unlimcall:queue"
 
 

@@ -7,6 +7,7 @@ seeded plan that decides how a call will go. How fast it advances is the clock's
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Final
 
@@ -18,22 +19,7 @@ NO_ANSWER: Final = "no_answer"
 FAILED: Final = "failed"
 ENDED: Final = "ended"
 
-STATES: Final = (QUEUED, RINGING, ANSWERED, BUSY, NO_ANSWER, FAILED, ENDED)
 OUTCOMES: Final = (ANSWERED, BUSY, NO_ANSWER, FAILED)
-
-TRANSITIONS: Final[frozenset[tuple[str, str]]] = frozenset(
-    {
-        (QUEUED, RINGING),
-        (RINGING, ANSWERED),
-        (RINGING, BUSY),
-        (RINGING, NO_ANSWER),
-        (RINGING, FAILED),
-        (ANSWERED, ENDED),
-        (BUSY, ENDED),
-        (NO_ANSWER, ENDED),
-        (FAILED, ENDED),
-    }
-)
 
 DISPOSITIONS: Final = {ANSWERED: "ANSWERED", BUSY: "BUSY", NO_ANSWER: "NO ANSWER", FAILED: "FAILED"}
 
@@ -72,6 +58,51 @@ class Plan:
     ring_sec: int
     talk_sec: int
     sentiment: str
+
+
+def _setup(plan: Plan) -> int:
+    return SETUP_SEC
+
+
+def _ringing(plan: Plan) -> int:
+    return plan.ring_sec
+
+
+def _talking(plan: Plan) -> int:
+    return plan.talk_sec
+
+
+def _at_once(plan: Plan) -> int:
+    return 0
+
+
+@dataclass(frozen=True, slots=True)
+class Transition:
+    """A declared move ``source → target``."""
+
+    source: str
+    target: str
+    dwell: Callable[[Plan], int]
+    """Sandbox seconds a call with this plan stays in ``source`` before the move."""
+
+
+# The declared table ``next_state`` walks. A state with one way out takes it; a state with
+# several (ringing) takes the one its plan's outcome names. A state with none is final.
+TABLE: Final[tuple[Transition, ...]] = (
+    Transition(QUEUED, RINGING, _setup),
+    Transition(RINGING, ANSWERED, _ringing),
+    Transition(RINGING, BUSY, _ringing),
+    Transition(RINGING, NO_ANSWER, _ringing),
+    Transition(RINGING, FAILED, _ringing),
+    Transition(ANSWERED, ENDED, _talking),
+    Transition(BUSY, ENDED, _at_once),
+    Transition(NO_ANSWER, ENDED, _at_once),
+    Transition(FAILED, ENDED, _at_once),
+)
+_EXITS: Final[dict[str, tuple[Transition, ...]]] = {
+    state: tuple(t for t in TABLE if t.source == state)
+    for state in dict.fromkeys(s for t in TABLE for s in (t.source, t.target))
+}
 
 
 def plan_call(seed: int, call_seq: int, to_number: str) -> Plan:
@@ -121,21 +152,17 @@ def _random_outcome(rng: random.Random) -> tuple[str, str]:
 def next_state(state: str, plan: Plan) -> tuple[str, int] | None:
     """The state after ``state`` and the sandbox seconds spent in ``state`` before it;
     ``None`` once the call has ended."""
-    if state == QUEUED:
-        nxt, wait = RINGING, SETUP_SEC
-    elif state == RINGING:
-        nxt, wait = plan.outcome, plan.ring_sec
-    elif state == ANSWERED:
-        nxt, wait = ENDED, plan.talk_sec
-    elif state in (BUSY, NO_ANSWER, FAILED):
-        nxt, wait = ENDED, 0
-    elif state == ENDED:
-        return None
-    else:
+    exits = _EXITS.get(state)
+    if exits is None:
         raise IllegalTransition(f"unknown state {state!r}")
-    if (state, nxt) not in TRANSITIONS:
-        raise IllegalTransition(f"{state} → {nxt}")
-    return nxt, wait
+    if not exits:
+        return None
+    if len(exits) > 1:
+        exits = tuple(t for t in exits if t.target == plan.outcome)
+        if not exits:
+            raise IllegalTransition(f"{state} → {plan.outcome}")
+    [move] = exits
+    return move.target, move.dwell(plan)
 
 
 def hangup_reason(plan: Plan) -> str:

@@ -8,12 +8,13 @@ same shared truth.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from bisect import bisect_left
-from collections import defaultdict
+from collections import defaultdict, deque
 
 from sqlalchemy import func, select
 
-from unlimcall_sandbox.server.db.engine import read
 from unlimcall_sandbox.server.db.tables import calls, deliveries
 from unlimcall_sandbox.server.job_queue import QUEUE
 from unlimcall_sandbox.server.runtime import Runtime
@@ -78,9 +79,11 @@ def _esc(value: str) -> str:
     return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
 
 
-async def render(rt: Runtime, requests: RequestMetrics) -> str:
+async def render(rt: Runtime, requests: RequestMetrics, lag: LoopLag | None = None) -> str:
     lines = requests.render()
-    async with read(rt.engine) as conn:
+    if lag is not None:
+        lines += lag.render()
+    async with rt.db.read() as conn:
         by_state = (
             await conn.execute(select(calls.c.state, func.count()).group_by(calls.c.state))
         ).all()
@@ -107,3 +110,54 @@ async def render(rt: Runtime, requests: RequestMetrics) -> str:
     except Exception:
         lines += ["# TYPE unlimcall_redis_up gauge", "unlimcall_redis_up 0"]
     return "\n".join(lines) + "\n"
+
+
+class LoopLag:
+    """Event-loop lag, measured by a background task: how late a timer set for ``interval``
+    seconds fires. Keeps the samples of the last ``window`` seconds; ``render`` exports the
+    latest and the p99 of the window as gauges (``unlimcall_event_loop_lag_seconds``)."""
+
+    def __init__(self, interval: float = 0.01, window: float = 60.0) -> None:
+        self.interval = interval
+        self.samples: deque[float] = deque(maxlen=max(1, int(window / interval)))
+        self.current = 0.0
+        self._task: asyncio.Task[None] | None = None
+
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            started = loop.time()
+            await asyncio.sleep(self.interval)
+            self.current = max(0.0, loop.time() - started - self.interval)
+            self.samples.append(self.current)
+
+    def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.get_running_loop().create_task(self._run(), name="loop-lag")
+
+    async def stop(self) -> None:
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    def p99(self) -> float:
+        if not self.samples:
+            return 0.0
+        ordered = sorted(self.samples)
+        return ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))]
+
+    def render(self) -> list[str]:
+        worst = max(self.samples, default=0.0)
+        return [
+            "# HELP unlimcall_event_loop_lag_seconds How late the event loop runs a timer: "
+            "the latest sample and the p99 over the window.",
+            "# TYPE unlimcall_event_loop_lag_seconds gauge",
+            f'unlimcall_event_loop_lag_seconds{{stat="current"}} {self.current:.6f}',
+            f'unlimcall_event_loop_lag_seconds{{stat="p99"}} {self.p99():.6f}',
+            f'unlimcall_event_loop_lag_seconds{{stat="max"}} {worst:.6f}',
+            "# HELP unlimcall_event_loop_lag_window_samples Samples in the lag window.",
+            "# TYPE unlimcall_event_loop_lag_window_samples gauge",
+            f"unlimcall_event_loop_lag_window_samples {len(self.samples)}",
+        ]

@@ -1,33 +1,58 @@
 """OAuth 2.0 client_credentials (RFC 6749 §4.4) through authlib — all the glue in one place.
 
 authlib's server classes are synchronous while our storage is async, so the token endpoint
-runs in three steps: (1) read the form and the client id (Basic or POST) and load that
-client from the database; (2) run authlib synchronously with the preloaded client, which
-validates the grant, authenticates the client, checks the scope and generates the token,
-collecting it through ``save_token``; (3) persist the token's hash, then answer with
-authlib's status, body and headers (``Cache-Control: no-store``; §5.2 errors).
+runs in four steps: (1) ``check_request`` refuses what RFC 6749 refuses before any lookup
+(repeated or missing parameters, two authentication methods, no or undecodable
+credentials) and names the client the request claims; (2) the caller loads that client
+from the database; (3) authlib runs synchronously with the preloaded client, validating the
+grant, authenticating the client, checking the scope and generating the token, collected
+through ``save_token``; (4) the caller persists the token's hash and answers with the
+status and body (``Cache-Control: no-store``; §5.2 errors).
+
+Every client authentication failure is one answer (§5.2 ``invalid_client``): 401 with the
+Basic challenge of RFC 7617 and the same description whether the client id is unknown or
+the secret wrong, so the endpoint never tells which client ids exist. Error descriptions
+are plain English in the character set §5.2 allows, and never echo what cannot be shown.
 """
 
 from __future__ import annotations
 
 import base64
 import hmac
-import time
+import re
 from contextvars import ContextVar
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qsl, unquote
 
 from authlib.oauth2.rfc6749 import AuthorizationServer, ClientMixin, OAuth2Payload, OAuth2Request
-from authlib.oauth2.rfc6749.errors import InvalidScopeError
+from authlib.oauth2.rfc6749.errors import (
+    InvalidClientError,
+    InvalidScopeError,
+    OAuth2Error,
+    UnsupportedGrantTypeError,
+)
 from authlib.oauth2.rfc6749.grants import ClientCredentialsGrant
 from authlib.oauth2.rfc6749.util import scope_to_list
 from authlib.oauth2.rfc6750 import BearerTokenGenerator
 
 from unlimcall_sandbox.server.auth import hash_secret, new_oauth_token
+from unlimcall_sandbox.server.clock import Clock
 from unlimcall_sandbox.server.settings import ALL_SCOPES
 
 MAX_FORM_BYTES = 8192
+REALM = "UnlimCall Sandbox"
+# RFC 7617 §2: the challenge of every 401 the token endpoint answers (RFC 6749 §5.2).
+CHALLENGE = ("WWW-Authenticate", f'Basic realm="{REALM}"')
+AUTH_FAILED = "Client authentication failed."
+SUSPENDED = "Client authentication failed: the client's account is suspended."
+NO_CREDENTIALS = (
+    "Client authentication failed: no client credentials. Send the client id and secret "
+    "with HTTP Basic (client_secret_basic) or as client_id and client_secret in the body "
+    "(client_secret_post)."
+)
+# RFC 6749 §3.3: scope-token = 1*NQCHAR (%x21 / %x23-5B / %x5D-7E).
+_SCOPE_TOKEN = re.compile(r"[\x21\x23-\x5b\x5d-\x7e]+")
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,6 +61,7 @@ class Client(ClientMixin):  # type: ignore[misc]
     account_id: int
     secret_hash: str
     scopes: tuple[str, ...]
+    suspended: bool = False
 
     def get_client_id(self) -> str:
         return self.client_id
@@ -108,19 +134,38 @@ class _Grant(ClientCredentialsGrant):  # type: ignore[misc]
         if not scope:
             return
         requested = set(scope_to_list(scope))
+        if not all(_SCOPE_TOKEN.fullmatch(s) for s in requested):
+            raise InvalidScopeError(description="The scope parameter is malformed.")
         client: Client = self.request.client
         missing = sorted(requested - set(client.scopes))
         if missing:
-            raise InvalidScopeError(description=f"The client may not request: {' '.join(missing)}")
+            raise InvalidScopeError(
+                description=f"The client may not request scope {' '.join(missing)}."
+            )
+
+
+class ClientAuthFailed(InvalidClientError):  # type: ignore[misc]
+    """``invalid_client`` as RFC 6749 §5.2 and RFC 7617 want it: 401 with the Basic
+    challenge (authlib's has no realm and a parameter list Basic does not define)."""
+
+    status_code = 401
+
+    def __init__(self, description: str = AUTH_FAILED) -> None:
+        super().__init__(description=description, status_code=401)
+
+    def get_headers(self) -> list[tuple[str, str]]:
+        return [*OAuth2Error.get_headers(self), CHALLENGE]
+
+
+class _UnsupportedGrant(OAuth2Error):  # type: ignore[misc]
+    error = "unsupported_grant_type"
+    description = "This server issues tokens for grant_type=client_credentials only."
 
 
 @dataclass
 class _Exchange:
     client: Client | None
     issued: dict[str, Any] | None = None
-    response: tuple[int, dict[str, Any], list[tuple[str, str]]] = field(
-        default_factory=lambda: (500, {}, [])
-    )
 
 
 _current: ContextVar[_Exchange] = ContextVar("oauth_exchange")
@@ -137,6 +182,28 @@ class _Server(AuthorizationServer):  # type: ignore[misc]
                 expires_generator=lambda *_: ttl,
             ),
         )
+
+    def authenticate_client(
+        self, request: OAuth2Request, methods: list[str], endpoint: str = "token"
+    ) -> Client:
+        """One answer for every failure (unknown id, wrong secret, no secret); a client of a
+        suspended account authenticates no more (told so: it proved it holds the secret)."""
+        try:
+            client: Client = super().authenticate_client(request, methods, endpoint)
+        except InvalidClientError:
+            raise ClientAuthFailed() from None
+        if client.suspended:
+            raise ClientAuthFailed(SUSPENDED)
+        return client
+
+    def handle_error_response(
+        self, request: OAuth2Request, error: OAuth2Error
+    ) -> tuple[int, dict[str, Any], list[tuple[str, str]]]:
+        if isinstance(error, UnsupportedGrantTypeError):
+            error = _UnsupportedGrant()  # authlib's echoes the request's grant_type
+        elif isinstance(error, InvalidClientError) and not isinstance(error, ClientAuthFailed):
+            error = ClientAuthFailed()
+        return self.handle_response(*error(self.get_error_uri(request, error)))
 
     def query_client(self, client_id: str) -> Client | None:
         ex = _current.get()
@@ -159,29 +226,78 @@ class _Server(AuthorizationServer):  # type: ignore[misc]
         return status, body, headers
 
 
-def malformed_basic(authorization: str | None) -> bool:
-    """True when the request uses HTTP Basic but its credentials cannot be decoded (not
-    base64, not UTF-8, no ``:``): RFC 6749 §5.2 ``invalid_client``, never a server error
-    (authlib raises while decoding such a header)."""
-    if not authorization or authorization[:6].lower() != "basic ":
-        return False
+@dataclass(frozen=True, slots=True)
+class Refusal:
+    """A token request refused before any lookup: RFC 6749 §5.2 error and description."""
+
+    status: int
+    error: str
+    description: str
+
+
+def _basic(authorization: str) -> tuple[str, str] | None:
+    """The (id, secret) of HTTP Basic credentials (RFC 7617, the parts form-encoded as
+    RFC 6749 §2.3.1 says); None when they cannot be decoded: not base64, not UTF-8, no
+    ``:``."""
     try:
         decoded = base64.b64decode(authorization[6:].strip(), validate=True).decode("utf-8")
     except (ValueError, UnicodeDecodeError):
-        return True
-    return ":" not in decoded
+        return None
+    user, sep, secret = decoded.partition(":")
+    return (unquote(user), unquote(secret)) if sep else None
 
 
-def client_id_of(authorization: str | None, form: dict[str, str]) -> str | None:
-    """The client id the request claims, from HTTP Basic or the form (for preloading)."""
-    if authorization and authorization[:6].lower() == "basic ":
-        try:
-            decoded = base64.b64decode(authorization[6:].strip(), validate=True).decode("utf-8")
-        except (ValueError, UnicodeDecodeError):
-            return None
-        user, sep, _ = decoded.partition(":")
-        return unquote(user) if sep else None
-    return form.get("client_id")
+def check_request(
+    authorization: str | None, form: dict[str, str], datalist: dict[str, list[str]]
+) -> tuple[str | None, Refusal | None]:
+    """The client id the request claims (to preload), or why it is refused outright.
+
+    RFC 6749 §3.2: no parameter twice; §4.4.2: ``grant_type`` is required; §2.3.1 "MUST NOT
+    use more than one authentication method in each request" (HTTP Basic and a
+    ``client_secret`` in the body); §5.2 ``invalid_client`` (401, RFC 7617 challenge) for
+    credentials that are missing, undecodable or of another scheme. A body ``client_id``
+    beside HTTP Basic only names the client (§3.2.1) and must be the same one."""
+    repeated = sorted(k for k, v in datalist.items() if len(v) > 1)
+    if repeated:
+        return None, Refusal(
+            400, "invalid_request", f"Parameters sent more than once: {', '.join(repeated)}."
+        )
+    if not form.get("grant_type"):
+        return None, Refusal(400, "invalid_request", "The grant_type parameter is missing.")
+    authorization = (authorization or "").strip()
+    if authorization:
+        scheme = authorization.split(None, 1)[0].lower()
+        if scheme != "basic":
+            return None, Refusal(
+                401,
+                "invalid_client",
+                "Client authentication failed: the token endpoint takes HTTP Basic "
+                "credentials, not this Authorization scheme.",
+            )
+        pair = _basic(authorization)
+        if pair is None:
+            return None, Refusal(
+                401,
+                "invalid_client",
+                "The HTTP Basic credentials cannot be decoded (base64 of UTF-8 'id:secret').",
+            )
+        if "client_secret" in form:
+            return None, Refusal(
+                400,
+                "invalid_request",
+                "Client credentials were sent twice, with HTTP Basic and as client_secret in "
+                "the body: use one authentication method.",
+            )
+        if "client_id" in form and form["client_id"] != pair[0]:
+            return None, Refusal(
+                400,
+                "invalid_request",
+                "The client_id in the body is not the client of the HTTP Basic credentials.",
+            )
+        return pair[0], None
+    if not form.get("client_id") or not form.get("client_secret"):
+        return None, Refusal(401, "invalid_client", NO_CREDENTIALS)
+    return form["client_id"], None
 
 
 def parse_form(body: bytes) -> tuple[dict[str, str], dict[str, list[str]]]:
@@ -205,9 +321,10 @@ class Issued:
 class TokenEndpoint:
     """One per process; ``exchange`` is synchronous and touches no I/O."""
 
-    def __init__(self, ttl: int) -> None:
+    def __init__(self, ttl: int, clock: Clock) -> None:
         self.server = _Server(ttl)
         self.ttl = ttl
+        self.clock = clock  # expiries are wall time (``real_now``)
 
     def exchange(
         self,
@@ -237,6 +354,6 @@ class TokenEndpoint:
                 token_hash=hash_secret(tok["access_token"]),
                 client=tok["_client"],
                 scopes=scopes,
-                expires_at=time.time() + self.ttl,
+                expires_at=self.clock.real_now() + self.ttl,
             )
         return status, body, out_headers, issued

@@ -70,12 +70,24 @@ def parse(header: str) -> tuple[int | None, str | None]:
     return status, code
 
 
+def challenge(status: int) -> dict[str, str]:
+    """The headers a forced answer carries: RFC 6750's challenge on a 401."""
+    if status == 401:
+        return {"WWW-Authenticate": 'Bearer realm="unlimcall", error="invalid_token"'}
+    return {}
+
+
 @dataclass(frozen=True, slots=True)
 class Forced:
     status: int
     code: str
     message: str
     headers: dict[str, str]
+
+    def error(self) -> ApiError:
+        """The answer as the very error a service raises for ``code`` (the contract lists
+        each code under one status, so the class's status is ``status``)."""
+        return _BY_CODE[self.code](self.message, self.headers)
 
 
 def resolve(operation: str, status: int | None, code: str | None) -> Forced | None:
@@ -93,8 +105,5 @@ def resolve(operation: str, status: int | None, code: str | None) -> Forced | No
         code = listed[status][0]
     if code not in listed[status]:
         raise InvalidPrefer(f"{operation} can be forced to: {allowed}.")
-    headers = {}
-    if status == 401:
-        headers["WWW-Authenticate"] = 'Bearer realm="unlimcall", error="invalid_token"'
-    message = _BY_CODE.get(code, ApiError).default_message
-    return Forced(status, code, f"{message} (forced by the Prefer header)", headers)
+    message = _BY_CODE[code].default_message
+    return Forced(status, code, f"{message} (forced by the Prefer header)", challenge(status))

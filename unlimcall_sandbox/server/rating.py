@@ -1,4 +1,5 @@
-"""Rating: destination number → country and sell price. Pure; the rate table is data.
+"""Rating: destination number → country and sell price. Pure: the rate table and the
+country names are data, loaded once at start-up (``runtime.load_rate_table``) and passed in.
 
 Price = ceil(billsec × centsPerMinute / 60) whole cents (billed per second, rounded up),
 zero when nothing was billed.
@@ -6,15 +7,12 @@ zero when nothing was billed.
 
 from __future__ import annotations
 
-import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 from decimal import ROUND_CEILING, Decimal
-from functools import lru_cache
-from importlib.resources.abc import Traversable
+from typing import Any
 
 import phonenumbers
-
-from unlimcall_sandbox.resources import FIXTURES
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,13 +25,16 @@ class Rate:
 @dataclass(frozen=True, slots=True)
 class RateTable:
     currency: str
-    rates: dict[str, Rate]
+    rates: Mapping[str, Rate]
+    """By ISO 3166-1 region code; ``"*"`` for every other country."""
+    country_names: Mapping[str, str]
+    """English country names by region code, for destinations the ``"*"`` rate prices."""
 
     def rate_for(self, e164: str) -> Rate:
         region = region_of(e164)
         rate = self.rates.get(region) or self.rates["*"]
         if rate.region == "*":
-            name = country_name(e164) or rate.country
+            name = self.country_names.get(region, "") or rate.country
             return Rate(region=region or "*", country=name, cents_per_minute=rate.cents_per_minute)
         return rate
 
@@ -55,32 +56,17 @@ def region_of(e164: str) -> str:
     return phonenumbers.region_code_for_number(number) or ""
 
 
-def country_name(e164: str) -> str:
-    """English name of the number's country ("" when it has none). From a shipped table:
+def rate_table(rates: Mapping[str, Any], country_names: Mapping[str, Any]) -> RateTable:
+    """The table from its two documents (``fixtures/rates.json`` and
+    ``fixtures/country_names.json``, parsed). Country names come from a shipped table:
     phonenumbers' geocoder would load ~100 MB of prefix data for the same answer."""
-    return _country_names().get(region_of(e164), "")
-
-
-@lru_cache(maxsize=1)
-def _country_names() -> dict[str, str]:
-    data = json.loads((FIXTURES / "country_names.json").read_text(encoding="utf-8"))
-    names: dict[str, str] = data["names"]
-    return names
-
-
-def load_rate_table(path: Traversable | None = None) -> RateTable:
-    raw = json.loads((path or FIXTURES / "rates.json").read_text(encoding="utf-8"))
-    rates = {
+    table = {
         region: Rate(
             region=region, country=v["name"], cents_per_minute=Decimal(v["centsPerMinute"])
         )
-        for region, v in raw["rates"].items()
+        for region, v in rates["rates"].items()
     }
-    if "*" not in rates:
+    if "*" not in table:
         raise ValueError("rate table needs a '*' entry")
-    return RateTable(currency=raw["currency"], rates=rates)
-
-
-@lru_cache(maxsize=1)
-def default_rate_table() -> RateTable:
-    return load_rate_table()
+    names = {str(k): str(v) for k, v in country_names["names"].items()}
+    return RateTable(currency=rates["currency"], rates=table, country_names=names)

@@ -8,7 +8,7 @@ messages rather than msgspec's.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 import msgspec
 
@@ -24,9 +24,8 @@ class Closed(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, omit_defa
     """Base of control-plane request bodies: unknown fields are a 400, not silently dropped."""
 
 
-class ErrorBody(Wire):
-    error: str
-    message: str
+class Sparse(Wire, omit_defaults=True):
+    """Base of response bodies with fields that only some items have (left out, not null)."""
 
 
 class Me(Wire):
@@ -57,11 +56,6 @@ class Cdr(Wire):
     currency: str
     country: str
     did: str | None
-
-
-class CdrList(Wire):
-    count: int
-    calls: list[Cdr]
 
 
 class Agent(Wire):
@@ -177,8 +171,208 @@ class CdrGenerate(Closed):
     till: str | None = None
 
 
-class CdrGenerated(Wire):
-    customerId: str
+class BulkJobView(Wire):
+    """A long control-plane job (``GET /_sandbox/jobs/{id}``; also the 202 that starts it)."""
+
+    jobId: str
+    kind: str
+    state: str
+    """``queued``, ``running``, ``done`` or ``failed``."""
+    done: int
+    total: int
+    etaSeconds: float | None
+    """Wall seconds left at the rate so far (None until there is a rate; 0 once done)."""
+    customerId: str | None
     count: int
-    fromTime: str
-    tillTime: str
+    fromTime: str | None
+    tillTime: str | None
+    createdAt: str
+    finishedAt: str | None
+    error: str | None
+
+
+class AccountList(Wire):
+    count: int
+    accounts: list[AccountView]
+
+
+class TokenRevoked(Wire):
+    id: str
+    revoked: bool
+
+
+class CallView(Wire):
+    """A call as the control plane shows it: state, timestamps, plan and events."""
+
+    callId: str
+    customerId: str
+    aiAgentId: str
+    toNumber: str
+    fromNumber: str | None
+    state: str
+    outcome: str
+    scenario: str
+    ringSec: int
+    talkSec: int
+    sentiment: str
+    createdAt: str
+    ringingAt: str | None
+    answeredAt: str | None
+    endedAt: str | None
+    nextStepAt: str | None
+    events: list[dict[str, Any]]
+    """The delivered bodies of its events, as the contract's webhooks describe them."""
+
+
+class AttemptView(Wire):
+    number: int
+    attemptedAt: str
+    statusCode: int | None
+    latencyMs: int
+    error: str | None
+    responseBody: str | None
+    outcome: str
+    nextAttemptAt: str | None
+
+
+class DeliveryView(Wire):
+    id: str
+    hookId: str
+    eventId: str
+    event: str
+    customerId: str
+    targetUrl: str
+    status: str
+    attempts: list[AttemptView]
+    createdAt: str
+    nextAttemptAt: str | None
+    payload: dict[str, Any]
+
+
+class DeliveryList(Wire):
+    count: int
+    deliveries: list[DeliveryView]
+
+
+class Redelivery(Wire):
+    id: str
+    status: str
+
+
+class FastForwarded(Wire):
+    calls: int
+    deliveries: int
+    sandboxTime: str
+
+
+class ClockAdvanced(Wire):
+    """What ``POST /_sandbox/clock/advance`` (and fast-forward) did: sandbox time now, how
+    far it moved, the call transitions run (``steps``, over ``calls`` calls) and the webhook
+    attempts queued (``deliveries``)."""
+
+    sandboxTime: str
+    advancedSec: float
+    calls: int
+    steps: int
+    deliveries: int
+
+
+class ClockView(Wire):
+    sandboxTime: str
+    scale: float
+
+
+class FaultRule(Sparse):
+    """A fault rule; the parameters of its action sit beside the common fields."""
+
+    id: str
+    target: str
+    operation: str | None
+    customerId: str | None
+    action: str
+    probability: float
+    remaining: int | None
+    fired: int
+    createdAt: str
+    status: int | UnsetType = UNSET
+    """error rules"""
+    error: str | UnsetType = UNSET
+    """error rules"""
+    minMs: int | UnsetType = UNSET
+    """latency rules"""
+    maxMs: int | UnsetType = UNSET
+    """latency rules"""
+    delayMs: int | UnsetType = UNSET
+    """late and out_of_order rules"""
+
+
+class FaultList(Wire):
+    count: int
+    faults: list[FaultRule]
+
+
+class FaultDeleted(Wire):
+    id: str
+    deleted: bool
+
+
+class FaultsDeleted(Wire):
+    deleted: int
+
+
+class ResetDone(Wire):
+    reset: bool
+    customerId: str
+    demoToken: str
+
+
+class InboxReceipt(Wire):
+    inbox: str
+    received: bool
+    signature: str
+    """verified | invalid | unsigned | unknown_hook"""
+
+
+class InboxMessage(Wire):
+    receivedAt: str
+    method: str
+    headers: dict[str, str]
+    body: Any
+    """The body as JSON when it parses, else as text."""
+    flags: list[str]
+    """``raw``: the body is not JSON, or nested too deeply to parse (``body`` is the text);
+    ``truncated``: the body was cut at ``UNLIMCALL_INBOX_MESSAGE_BYTES``;
+    ``headers_truncated``: so were the headers."""
+    rawBody: str
+    deliveryId: str | None
+    event: str | None
+    signature: str
+    signatureVerified: bool
+    answered: int
+
+
+class InboxView(Wire):
+    inbox: str
+    status: int
+    count: int
+    messages: list[InboxMessage]
+
+
+class InboxConfigured(Wire):
+    inbox: str
+    status: int
+
+
+class InboxCleared(Wire):
+    inbox: str
+    cleared: bool
+
+
+class Health(Wire):
+    status: str
+
+
+class Readiness(Wire):
+    status: str
+    database: str
+    redis: str

@@ -1,2 +1,3 @@
-"""For integrators' test suites: the pytest plugin (installed as a ``pytest11`` entry
-point)."""
+"""For test suites (integrators' and this repository's own): the pytest plugin (installed
+as a ``pytest11`` entry point) and ``launch_sandbox()`` (``testing.launch``), which starts
+a sandbox process and stops it."""

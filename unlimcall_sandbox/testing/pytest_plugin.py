@@ -4,38 +4,44 @@ Installed with the package (entry point ``pytest11``), it adds fixtures and noth
 until one is used:
 
 - ``unlimcall`` (session): a sandbox started for the session — a ``unlimcall-sandbox
-  serve`` process on a free loopback port, temp database, embedded Redis, time scale 3600
-  (``--unlimcall-time-scale``), webhooks limited to loopback (``UNLIMCALL_WEBHOOK_EGRESS``
-  and ``UNLIMCALL_WEBHOOK_ALLOW`` from your environment override it) — or, with
+  serve`` process on a free loopback port, temp database, embedded Redis, time scale 60
+  (``--unlimcall-time-scale``: a sandbox minute per real second, so a CDR stays in the
+  default 24 h ``/v1/cdrs`` window for 24 real minutes; ``advance`` and ``fast_forward``
+  move the clock when a test needs hours to pass), webhooks limited to loopback
+  (``UNLIMCALL_WEBHOOK_EGRESS`` and ``UNLIMCALL_WEBHOOK_ALLOW`` from your environment
+  override it) — or, with
   ``--unlimcall-url`` / ``UNLIMCALL_SANDBOX_URL`` (plus ``UNLIMCALL_ADMIN_TOKEN``), one
   that is already running (a CI service container).
 - ``unlimcall_account``: a fresh account with a token holding every scope and an agent.
 - ``unlimcall_inbox``: a fresh webhook inbox inside the sandbox.
 
-Helpers on ``unlimcall``: ``new_account``, ``place_call``, ``wait_for_call``,
-``fast_forward``, ``fire``, ``fault``, ``inbox``. All synchronous (httpx), so they work
-from any test.
+Helpers on ``unlimcall``: ``new_account``, ``place_call``, ``wait_for_call``, ``now``
+(sandbox time), ``advance``, ``fast_forward``, ``fire``, ``fault``, ``inbox``. All
+synchronous (httpx), so they work from any test.
 """
 
 from __future__ import annotations
 
 import os
 import secrets
-import shutil
-import socket
-import subprocess
-import sys
-import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
+from datetime import datetime
 from typing import Any
 
 import httpx
 import pytest
 
 from unlimcall_sandbox.server.settings import ALL_SCOPES
+from unlimcall_sandbox.testing.launch import launch_sandbox
+
+# Sandbox seconds per real second in the sandbox the plugin starts. 60 keeps what a test
+# just did inside the API's default windows (``/v1/cdrs``: the last 24 h) for 24 real
+# minutes, while calls still play out in seconds; tests that need more time to pass move
+# the clock (``advance``, ``fast_forward``) rather than wait.
+DEFAULT_TIME_SCALE = "60"
+SANDBOX_TIME_HEADER = "x-unlimcall-sandbox-time"
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -47,10 +53,16 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     )
     group.addoption(
         "--unlimcall-time-scale",
-        default="3600",
-        help="time scale of the sandbox the plugin starts (default 3600)",
+        default=DEFAULT_TIME_SCALE,
+        help="time scale of the sandbox the plugin starts (default 60: a sandbox minute per "
+        "real second, so a CDR stays in the default 24 h window for 24 real minutes)",
     )
-    group.addoption("--unlimcall-seed", default="0", help="seed of the sandbox it starts")
+    group.addoption(
+        "--unlimcall-seed",
+        default=None,
+        help="seed of the sandbox it starts (default: a random one per session, so ids never "
+        "repeat across runs; give one to repeat a run's ids)",
+    )
 
 
 @dataclass
@@ -171,7 +183,23 @@ class Sandbox:
             time.sleep(0.05)
         return data
 
+    def now(self) -> datetime:
+        """The sandbox's time now (timezone-aware UTC): what ``startTime``, ``createdAt``
+        and the ``/v1/cdrs`` window use. Not wall time: build ``from``/``till`` from it."""
+        r = self.admin.get("/_sandbox/clock")
+        r.raise_for_status()
+        return sandbox_time(r)
+
+    def advance(self, seconds: float | None = None, to: str | None = None) -> dict[str, Any]:
+        """Move sandbox time forward by ``seconds`` or to ``to`` (RFC 3339); every call step
+        and webhook retry due in between happens, in order, at its planned time."""
+        body: dict[str, Any] = {"to": to} if seconds is None else {"seconds": seconds}
+        data: dict[str, Any] = self._post("/clock/advance", body)
+        return data
+
     def fast_forward(self) -> dict[str, Any]:
+        """Advance until nothing is pending: every call ends as planned (its CDR bills the
+        planned talk time), every scheduled webhook retry is due."""
         data: dict[str, Any] = self._post("/clock/fast-forward", {})
         return data
 
@@ -189,18 +217,17 @@ class Sandbox:
         self.admin.delete("/_sandbox/faults").raise_for_status()
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+def sandbox_time(response: httpx.Response) -> datetime:
+    """The sandbox time a response carries (header ``X-Unlimcall-Sandbox-Time``, on every
+    response of the sandbox), as a timezone-aware datetime."""
+    value = response.headers[SANDBOX_TIME_HEADER]
+    return datetime.fromisoformat(value.replace("Z", "+00:00"))
 
 
-def _wait_ready(url: str, proc: subprocess.Popen[bytes] | None, log: Path | None) -> None:
-    deadline = time.monotonic() + 60
+def _wait_ready(url: str, timeout: float = 60.0) -> None:
+    """Wait for a sandbox this plugin did not start."""
+    deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if proc is not None and proc.poll() is not None:
-            detail = log.read_text()[-3000:] if log else ""
-            raise RuntimeError(f"the sandbox exited ({proc.returncode}):\n{detail}")
         try:
             if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
                 return
@@ -215,48 +242,29 @@ def unlimcall(request: pytest.FixtureRequest) -> Iterator[Sandbox]:
     url = request.config.getoption("--unlimcall-url")
     if url:
         admin = os.environ.get("UNLIMCALL_ADMIN_TOKEN", "")
-        _wait_ready(url.rstrip("/"), None, None)
+        _wait_ready(url.rstrip("/"))
         sandbox = Sandbox(url.rstrip("/"), admin)
         try:
             yield sandbox
         finally:
             sandbox.close()
         return
-    data_dir = Path(tempfile.mkdtemp(prefix="unlimcall-"))
-    port = _free_port()
-    admin = "adm_" + secrets.token_hex(16)
-    env = {k: v for k, v in os.environ.items() if not k.startswith("UNLIMCALL_")}
-    env.update(
-        UNLIMCALL_DATA_DIR=str(data_dir),
-        UNLIMCALL_PORT=str(port),
-        UNLIMCALL_HOST="127.0.0.1",
-        UNLIMCALL_ADMIN_TOKEN=admin,
-        UNLIMCALL_LOG_REQUESTS="false",
-        UNLIMCALL_TIME_SCALE=str(request.config.getoption("--unlimcall-time-scale")),
-        UNLIMCALL_SEED=str(request.config.getoption("--unlimcall-seed")),
+    settings = {
+        "UNLIMCALL_TIME_SCALE": str(request.config.getoption("--unlimcall-time-scale")),
         # Webhooks of a test session stay on this machine unless the integrator says
         # otherwise (a receiver on a CI service network, say).
-        UNLIMCALL_WEBHOOK_EGRESS=os.environ.get("UNLIMCALL_WEBHOOK_EGRESS", "loopback"),
-        UNLIMCALL_WEBHOOK_ALLOW=os.environ.get("UNLIMCALL_WEBHOOK_ALLOW", ""),
-    )
-    cli = Path(sys.executable).parent / "unlimcall-sandbox"
-    command = [str(cli)] if cli.exists() else [sys.executable, "-m", "unlimcall_sandbox.cli.main"]
-    log = data_dir / "sandbox.log"
-    with log.open("wb") as out:
-        proc = subprocess.Popen([*command, "serve"], env=env, stdout=out, stderr=out)  # noqa: S603
-    sandbox = Sandbox(f"http://127.0.0.1:{port}", admin)
-    try:
-        _wait_ready(sandbox.url, proc, log)
-        yield sandbox
-    finally:
-        sandbox.close()
-        proc.terminate()
+        "UNLIMCALL_WEBHOOK_EGRESS": os.environ.get("UNLIMCALL_WEBHOOK_EGRESS", "loopback"),
+        "UNLIMCALL_WEBHOOK_ALLOW": os.environ.get("UNLIMCALL_WEBHOOK_ALLOW", ""),
+    }
+    seed = request.config.getoption("--unlimcall-seed")
+    if seed is not None:
+        settings["UNLIMCALL_SEED"] = str(seed)
+    with launch_sandbox(settings) as launched:
+        sandbox = Sandbox(launched.url, launched.admin_token)
         try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        shutil.rmtree(data_dir, ignore_errors=True)
+            yield sandbox
+        finally:
+            sandbox.close()
 
 
 @pytest.fixture

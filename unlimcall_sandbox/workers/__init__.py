@@ -1,5 +1,6 @@
-"""The arq side: jobs that play calls out and deliver webhooks, and the sweep.
+"""The arq side: jobs that play calls out and deliver webhooks (``jobs``), the delivery
+pipeline they call (``delivery``), the sweep, and the worker that runs them (``worker``).
 
 ``workers`` may import ``server``; ``server`` never imports ``workers`` (it enqueues jobs
-by name).
+by name). ``make lint`` enforces it.
 """

@@ -15,15 +15,16 @@ from unlimcall_sandbox.server.job_queue import (
     DELIVER_EVENT,
     DELIVER_WEBHOOK,
     QUEUE,
+    RUN_BULK_JOB,
     SIMULATE_CALL,
     redis_settings,
 )
 from unlimcall_sandbox.server.runtime import Runtime
+from unlimcall_sandbox.workers.delivery import IN_FLIGHT, Deliverer, Slots
 from unlimcall_sandbox.workers.jobs import (
-    IN_FLIGHT,
-    Slots,
     deliver_event,
     deliver_webhook,
+    run_bulk_job,
     simulate_call,
     sweep_forever,
 )
@@ -45,13 +46,13 @@ def make_worker(
 
     async def on_startup(ctx: dict[str, Any]) -> None:
         ctx["rt"] = rt
-        ctx["egress"] = egress
         # Webhooks go out through aiohttp: httpx's connection pool cost ~4 ms of CPU per
         # request at a hundred concurrent deliveries (aiohttp: ~0.3 ms), which capped
         # delivery throughput.
         ctx["http"] = webhook_session(egress, resolver, IN_FLIGHT)
-        ctx["slots"] = Slots(IN_FLIGHT)
-        ctx["sweeper"] = None if burst else asyncio.create_task(sweep_forever(rt))
+        ctx["deliverer"] = Deliverer.of(rt, ctx["http"], egress, Slots(IN_FLIGHT))
+        waiting = ctx["deliverer"].fair.is_waiting
+        ctx["sweeper"] = None if burst else asyncio.create_task(sweep_forever(rt, waiting))
 
     async def on_shutdown(ctx: dict[str, Any]) -> None:
         sweeper = ctx.get("sweeper")
@@ -59,6 +60,8 @@ def make_worker(
             sweeper.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await sweeper
+        if "deliverer" in ctx:
+            await ctx["deliverer"].fair.close()
         if "http" in ctx:
             await ctx["http"].close()
 
@@ -67,6 +70,8 @@ def make_worker(
             func(simulate_call, name=SIMULATE_CALL, max_tries=1000),
             func(deliver_webhook, name=DELIVER_WEBHOOK, max_tries=1000),
             func(deliver_event, name=DELIVER_EVENT, max_tries=1000),
+            func(run_bulk_job, name=RUN_BULK_JOB, max_tries=1000),
+            func("unlimcall_sandbox.workers.demo.demo_tick", name="demo_tick", max_tries=1000),
         ],
         queue_name=QUEUE,
         # Its own connection pool: arq closes the pool it runs on.

@@ -13,12 +13,12 @@ import typing
 from typing import Any
 
 import msgspec
-from litestar import Router
+from litestar import Response, Router
 from litestar.routes import HTTPRoute
 
 from unlimcall_sandbox import __version__
 from unlimcall_sandbox.server.api.inbox import InboxSettings, inbox_router
-from unlimcall_sandbox.server.api.sandbox import EventFire, sandbox_router
+from unlimcall_sandbox.server.api.sandbox import ClockAdvance, EventFire, sandbox_router
 from unlimcall_sandbox.server.services import deliveries as delivery_service
 from unlimcall_sandbox.server.services import events as event_service
 from unlimcall_sandbox.server.services.faults import FaultCreate
@@ -45,6 +45,7 @@ BODIES: dict[str, type[msgspec.Struct] | str] = {
     "create_agent": AgentCreate,
     "generate_cdrs": CdrGenerate,
     "fire_event": EventFire,
+    "advance_clock": ClockAdvance,
     "create_fault": FaultCreate,
     "configure": InboxSettings,
     "place_call": "CallCreate",
@@ -64,12 +65,22 @@ SUMMARIES: dict[str, str] = {
     "place_call": "Place a call for an account with the admin token (as POST /v1/calls)",
     "create_oauth_client": "Create an OAuth client (client_credentials)",
     "create_agent": "Add an agent (SIP line)",
-    "generate_cdrs": "Generate seeded CDR history (default: the last 7 days)",
+    "generate_cdrs": (
+        "Generate seeded CDR history (default: the last 7 days) as a background job:"
+        " 202 with its jobId; follow it with GET /jobs/{jobId}"
+    ),
+    "get_job": "A background job's progress: state, done/total, ETA",
     "get_call": "A call's state, timestamps, plan and events",
     "fire_event": "Fire a webhook event (like stripe trigger)",
     "list_deliveries": "Webhook deliveries with their attempts",
     "redeliver": "Send a delivery again",
-    "fast_forward": "Make every pending call step and webhook retry due now",
+    "advance_clock": (
+        "Move sandbox time forward by seconds or to a time; every call step and webhook"
+        " attempt due in between happens in order, as of its planned time"
+    ),
+    "fast_forward": (
+        "Advance until nothing is pending (the last planned call step and webhook attempt)"
+    ),
     "get_clock": "Sandbox time and scale",
     "reset": "Wipe everything and reload the demo data; answers a new demo token",
     "create_fault": "Add a fault rule",
@@ -171,6 +182,8 @@ def build(
                 name = handler.handler_name
                 guarded = bool(router.guards or handler.guards)
                 returned = handler.parsed_fn_signature.return_type.annotation
+                if typing.get_origin(returned) is Response:  # a struct with its own status
+                    (returned,) = typing.get_args(returned)
                 if isinstance(returned, type) and issubclass(returned, msgspec.Struct):
                     answer = ref(returned)
                 elif typing.get_origin(returned) is dict:

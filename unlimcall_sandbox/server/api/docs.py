@@ -8,9 +8,7 @@ token the user gives to Swagger UI's Authorize button."""
 from __future__ import annotations
 
 import html
-import ipaddress
 import json
-import re
 from functools import lru_cache
 from typing import Any
 
@@ -19,47 +17,16 @@ from litestar.static_files import create_static_files_router
 
 from unlimcall_sandbox.resources import directory
 from unlimcall_sandbox.server.api import control_openapi
-from unlimcall_sandbox.server.settings import Settings
+from unlimcall_sandbox.server.base_url import advertised_base
+from unlimcall_sandbox.server.base_url import base_for as base_for  # importable from here too
 
 Req = Request[Any, Any, Any]
 STATIC = directory("server", "static", "docs")
 ORIGINAL_PATH = "/openapi/unlimcall-openapi.json"
 CONTRACT_PATH = "/v1/openapi.json"
 CONTROL_PATH = "/_sandbox/openapi.json"
-# A Host header: a name or a bracketed IPv6 address, and an optional port.
-_HOST = re.compile(r"(?P<name>\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+)(?::(?P<port>[0-9]{1,5}))?")
 # Copies kept per base URL: a sandbox is reached by a handful (loopback names and ports).
 _CACHED = 16
-
-
-def _is_loopback(name: str) -> bool:
-    name = name.strip("[]").rstrip(".").lower()
-    if name == "localhost" or name.endswith(".localhost"):
-        return True
-    try:
-        return ipaddress.ip_address(name).is_loopback
-    except ValueError:
-        return False
-
-
-def base_for(settings: Settings, scheme: str, host_header: str | None) -> str:
-    """The base URL to advertise. The Host header is the caller's to choose, so it is used
-    only when it names this machine's loopback or the bind address; otherwise (and always
-    when ``UNLIMCALL_PUBLIC_URL`` is set) the configured base URL."""
-    if settings.public_url or not host_header:
-        return settings.base_url
-    match = _HOST.fullmatch(host_header.strip())
-    if match is None or int(match["port"] or 0) > 65535:
-        return settings.base_url
-    name = match["name"].lower()
-    if not (_is_loopback(name) or name.strip("[]") == settings.host.strip("[]").lower()):
-        return settings.base_url
-    return f"{'https' if scheme == 'https' else 'http'}://{match[0].lower()}"
-
-
-def advertised_base(request: Req) -> str:
-    settings: Settings = request.app.state.settings
-    return base_for(settings, request.scope["scheme"], request.headers.get("host"))
 
 
 def _encode(document: dict[str, Any]) -> bytes:

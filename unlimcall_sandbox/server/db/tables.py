@@ -56,6 +56,8 @@ accounts = Table(
     Column("currency", String(3), nullable=False),
     Column("balance_e4", BigInteger, nullable=False),
     Column("credit_limit_e4", BigInteger, nullable=True),
+    # Funds held for calls in flight (sum of their ``calls.reserved_e4``).
+    Column("reserved_e4", BigInteger, nullable=False, server_default="0"),
     Column("status", String(16), nullable=False),
     Column("provisioned", Boolean, nullable=False),
     Column("dialer_enabled", Boolean, nullable=False),
@@ -151,6 +153,8 @@ calls = Table(
     Column("ringing_at", Float, nullable=True),
     Column("answered_at", Float, nullable=True),
     Column("ended_at", Float, nullable=True),
+    # What placement reserved on the account for this call; released when it ends.
+    Column("reserved_e4", BigInteger, nullable=False, server_default="0"),
     Index("ix_calls_pending", "next_step_at"),
     Index("ix_calls_account", "account_id", "created_at"),
 )
@@ -238,8 +242,28 @@ inbox_messages = Table(
     Column("delivery_id", String(64), nullable=True),
     Column("signature", String(16), nullable=False),
     Column("answered", Integer, nullable=False),
+    Column("flags", String(64), nullable=False, server_default=""),
     Index("ix_inbox_messages_inbox", "inbox", "id"),
 )
+
+bulk_jobs = Table(
+    "bulk_jobs",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("kind", String(32), nullable=False),
+    Column("account_id", ForeignKey("accounts.id", ondelete="CASCADE"), nullable=True),
+    Column("state", String(16), nullable=False),
+    Column("done", BigInteger, nullable=False),
+    Column("total", BigInteger, nullable=False),
+    Column("params", Text, nullable=False),
+    Column("error", Text, nullable=True),
+    Column("created_at", Float, nullable=False),
+    Column("started_at", Float, nullable=True),
+    Column("updated_at", Float, nullable=False),
+    Column("finished_at", Float, nullable=True),
+)
+"""Long control-plane work run by the worker in chunks (``services.bulk``); times are
+wall-clock (progress and ETA are about real waiting)."""
 
 faults = Table(
     "faults",
@@ -254,4 +278,44 @@ faults = Table(
     Column("remaining", Integer, nullable=True),
     Column("fired", Integer, nullable=False),
     Column("created_at", Float, nullable=False),
+)
+
+# The dashboard's sign-in (migration 0005): one-time codes (``kind = "code"``) a link
+# carries, exchanged once for a session (``kind = "session"``) kept in an HttpOnly cookie.
+# Only SHA-256 digests are stored; ``admin_fp`` ties both to the admin token that was
+# current when they were made. Times are wall time.
+dashboard_sessions = Table(
+    "dashboard_sessions",
+    metadata,
+    Column("id_hash", String(64), primary_key=True),
+    Column("kind", String(8), nullable=False),
+    Column("admin_fp", String(16), nullable=False),
+    Column("created_at", Float, nullable=False),
+    Column("expires_at", Float, nullable=False),
+    Column("used_at", Float, nullable=True),
+)
+
+# Demo traffic runs (migration 0005): which account and agents, until when (sandbox time),
+# and the tick counter its self-re-enqueuing job claims.
+demo_runs = Table(
+    "demo_runs",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("account_id", BigInteger, nullable=False),
+    # The account's created_at: ids can be reused after a reset, this tells them apart.
+    Column("account_created_at", Float, nullable=False),
+    Column("created_account", Boolean, nullable=False),
+    Column("inbox", String(64), nullable=False),
+    Column("agent_ids", Text, nullable=False),
+    Column("minutes", Float, nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("started_at", Float, nullable=False),
+    Column("ends_at", Float, nullable=False),
+    Column("stopped_at", Float, nullable=True),
+    Column("finished_at", Float, nullable=True),
+    Column("tick", Integer, nullable=False),
+    Column("next_tick_real", Float, nullable=True),
+    Column("calls_placed", Integer, nullable=False),
+    Column("last_error", Text, nullable=True),
+    Index("ix_demo_runs_status", "status"),
 )

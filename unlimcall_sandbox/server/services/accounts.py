@@ -7,11 +7,9 @@ from typing import Any
 
 import msgspec
 from sqlalchemy import bindparam, func, select, update
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 from unlimcall_sandbox.server.clock import iso
-from unlimcall_sandbox.server.db.fastread import FastReads
-from unlimcall_sandbox.server.db.fastsql import run
+from unlimcall_sandbox.server.db.port import Conn, Database
 from unlimcall_sandbox.server.db.tables import accounts, agents
 from unlimcall_sandbox.server.errors import InvalidInput, NotFound
 from unlimcall_sandbox.server.phone import is_e164
@@ -74,11 +72,16 @@ def _check_money(value: float, field: str) -> None:
         raise InvalidInput(f"{field} must be a finite amount below 1e11.")
 
 
-async def get(conn: AsyncConnection, account_id: int) -> Any:
+async def get(conn: Conn, account_id: int) -> Any:
     row = (await conn.execute(select(accounts).where(accounts.c.id == account_id))).first()
     if row is None:
         raise NotFound(f"No account {account_id}.")
     return row
+
+
+async def every(conn: Conn) -> list[Any]:
+    """Every account, oldest first."""
+    return list((await conn.execute(select(accounts).order_by(accounts.c.id))).all())
 
 
 def parse_customer_id(raw: str) -> int:
@@ -87,9 +90,7 @@ def parse_customer_id(raw: str) -> int:
     return int(raw)
 
 
-async def create(
-    conn: AsyncConnection, data: AccountCreate, now: float, account_id: int | None = None
-) -> Any:
+async def create(conn: Conn, data: AccountCreate, now: float, account_id: int | None = None) -> Any:
     _check_money(data.balance, "balance")
     if data.creditLimit is not None:
         _check_money(data.creditLimit, "creditLimit")
@@ -131,7 +132,7 @@ _PATCH_COLUMNS = {
 }
 
 
-async def patch(conn: AsyncConnection, account_id: int, data: AccountPatch) -> Any:
+async def patch(conn: Conn, account_id: int, data: AccountPatch) -> Any:
     await get(conn, account_id)
     values: dict[str, Any] = {}
     for field, column in _PATCH_COLUMNS.items():
@@ -172,13 +173,13 @@ _AGENTS = (
 )
 
 
-async def list_agents(reads: FastReads, account_id: int) -> list[Agent]:
+async def list_agents(reads: Database, account_id: int) -> list[Agent]:
     rows = await reads.all(_AGENTS, {"account_id": account_id})
     return [Agent(id=str(r[0]), sipUsername=r[1], label=r[2], createdAt=iso(r[3])) for r in rows]
 
 
 async def create_agent(
-    conn: AsyncConnection,
+    conn: Conn,
     account_id: int,
     data: AgentCreate,
     now: float,
@@ -224,13 +225,13 @@ async def create_agent(
     return (await conn.execute(select(agents).where(agents.c.id == new_id))).one()
 
 
-async def get_agent_for(conn: AsyncConnection, account_id: int, agent_id: str) -> Any | None:
+async def get_agent_for(conn: Conn, account_id: int, agent_id: str) -> Any | None:
     """The agent ``agent_id`` if it is on ``account_id``; None otherwise (including other
     accounts' agents: their existence is never revealed)."""
     if not agent_id.isdigit() or len(agent_id) > 15:
         return None
     params = {"w_id": int(agent_id), "w_account": account_id}
-    return (await run(conn, _AGENT_FOR, params)).first()
+    return (await conn.run(_AGENT_FOR, params)).first()
 
 
 _AGENT_FOR = select(agents).where(

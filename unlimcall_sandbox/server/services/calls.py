@@ -14,12 +14,12 @@ from types import SimpleNamespace
 from typing import Any
 
 from sqlalchemy import bindparam, select, update
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 from unlimcall_sandbox.server import lifecycle
 from unlimcall_sandbox.server.clock import Clock, iso
-from unlimcall_sandbox.server.db.fastsql import run
+from unlimcall_sandbox.server.db.port import Conn
 from unlimcall_sandbox.server.db.tables import accounts, agents, calls
+from unlimcall_sandbox.server.db.unit import UnitOfWork
 from unlimcall_sandbox.server.errors import (
     AccountNotProvisioned,
     AiAgentNotFound,
@@ -30,7 +30,6 @@ from unlimcall_sandbox.server.errors import (
     NotFound,
     OriginateFailed,
 )
-from unlimcall_sandbox.server.http import Tx
 from unlimcall_sandbox.server.ids import derived_uuid, next_counter
 from unlimcall_sandbox.server.job_queue import SIMULATE_CALL, JobSpec
 from unlimcall_sandbox.server.lifecycle import Plan
@@ -39,7 +38,8 @@ from unlimcall_sandbox.server.rating import RateTable, price_cents
 from unlimcall_sandbox.server.services import accounts as account_service
 from unlimcall_sandbox.server.services import cdrs as cdr_service
 from unlimcall_sandbox.server.services import events as event_service
-from unlimcall_sandbox.server.structs import CallQueued
+from unlimcall_sandbox.server.services.deps import Deps
+from unlimcall_sandbox.server.structs import CallQueued, CallView
 
 
 def _validate(body: Any) -> tuple[str, str, str | None]:
@@ -62,7 +62,7 @@ def _validate(body: Any) -> tuple[str, str, str | None]:
     return agent_id, to_number, from_number
 
 
-# Hot-path statements (``unlimcall_sandbox.server.db.fastsql``): built once, bound per call.
+# Hot-path statements (``Conn.run``, prepared once on SQLite): built once, bound per call.
 _ACCOUNT = select(accounts).where(accounts.c.id == bindparam("w_account"))
 _INSERT_CALL = calls.insert()
 _CALL = select(calls).where(calls.c.id == bindparam("w_id"))
@@ -70,7 +70,39 @@ _STEP = update(calls).where(calls.c.id == bindparam("w_id"), calls.c.state == bi
 _AGENT = select(agents.c.caller_id, agents.c.sip_username, agents.c.did).where(
     agents.c.id == bindparam("w_id")
 )
-_CURRENCY = select(accounts.c.currency).where(accounts.c.id == bindparam("w_id"))
+# Funds (issue 15, item 5). Placement holds ``reservation_e4`` on the account for each
+# call in flight, only while what is left above the account's floor covers it (a
+# conditional UPDATE: two placements racing for the last cents cannot both win, on
+# either backend). The end of the call releases it and bills, capped at what is left.
+_RESERVE = (
+    update(accounts)
+    .where(
+        accounts.c.id == bindparam("w_id"),
+        accounts.c.balance_e4 - accounts.c.reserved_e4 >= bindparam("w_need"),
+    )
+    .values(reserved_e4=accounts.c.reserved_e4 + bindparam("w_e4"))
+)
+_RESERVE_UNLIMITED = (
+    update(accounts)
+    .where(accounts.c.id == bindparam("w_id"))
+    .values(reserved_e4=accounts.c.reserved_e4 + bindparam("w_e4"))
+)
+_RELEASE = (
+    update(accounts)
+    .where(accounts.c.id == bindparam("w_id"))
+    .values(reserved_e4=accounts.c.reserved_e4 - bindparam("w_e4"))
+    .returning(
+        accounts.c.currency,
+        accounts.c.account_type,
+        accounts.c.balance_e4,
+        accounts.c.reserved_e4,
+        accounts.c.credit_limit_e4,
+    )
+)
+_CUT = update(calls).where(calls.c.id == bindparam("w_id"))
+RESERVATION_SEC = 60
+"""Placement reserves one minute at the destination's rate for each call in flight."""
+INSUFFICIENT_FUNDS = "insufficient_funds"
 _DEBIT = (
     update(accounts)
     .where(accounts.c.id == bindparam("w_id"))
@@ -78,15 +110,74 @@ _DEBIT = (
 )
 
 
+def floor_e4(account_type: str, credit_limit_e4: int | None) -> int | None:
+    """The lowest balance the account may reach: 0 prepaid, −creditLimit postpaid
+    (None: a postpaid account without a limit has no floor)."""
+    if account_type == "prepaid":
+        return 0
+    return None if credit_limit_e4 is None else -credit_limit_e4
+
+
+async def _reserve(conn: Conn, account: Any, rates: RateTable, to_number: str) -> int:
+    """Hold one minute at ``to_number``'s rate on the account, or answer
+    ``originate_failed`` (insufficient funds) when what is left does not cover it."""
+    rate = rates.rate_for(to_number)
+    hold_e4 = price_cents(RESERVATION_SEC, rate.cents_per_minute) * (account_service.E4 // 100)
+    floor = floor_e4(account.account_type, account.credit_limit_e4)
+    if floor is None:
+        await conn.run(_RESERVE_UNLIMITED, {"w_id": account.id, "w_e4": hold_e4})
+        return hold_e4
+    params = {"w_id": account.id, "w_e4": hold_e4, "w_need": floor + hold_e4}
+    if (await conn.run(_RESERVE, params)).rowcount != 1:
+        raise OriginateFailed(
+            "Upstream rejected the originate: insufficient funds (balance + creditLimit,"
+            " less what calls in flight hold, does not cover one minute to this number)."
+        )
+    return hold_e4
+
+
+def affordable_sec(available_e4: int, cents_per_minute: Any) -> int:
+    """The longest billsec whose price fits in ``available_e4``."""
+    if cents_per_minute <= 0:
+        return 1 << 31
+    if available_e4 <= 0:
+        return 0
+    cents = available_e4 // (account_service.E4 // 100)
+    sec = int(cents * 60 / cents_per_minute) + 1
+    while sec > 0 and price_cents(sec, cents_per_minute) > cents:
+        sec -= 1
+    return sec
+
+
+_FUNDS = select(
+    accounts.c.account_type,
+    accounts.c.balance_e4,
+    accounts.c.reserved_e4,
+    accounts.c.credit_limit_e4,
+).where(accounts.c.id == bindparam("w_id"))
+
+
+async def _affordable_talk(conn: Conn, call: Any, rates: RateTable) -> int | None:
+    """Seconds of talk what is left (with this call's own hold) pays for; None: no limit."""
+    account = (await conn.run(_FUNDS, {"w_id": call.account_id})).first()
+    if account is None:
+        return None
+    floor = floor_e4(account.account_type, account.credit_limit_e4)
+    if floor is None:
+        return None
+    available_e4 = account.balance_e4 - account.reserved_e4 + call.reserved_e4 - floor
+    return affordable_sec(available_e4, rates.rate_for(call.to_number).cents_per_minute)
+
+
 def job_for(call_id: str, state: str, delay: float) -> JobSpec:
     """The job that advances ``call_id`` out of ``state``; its id makes duplicates no-ops."""
     return JobSpec(SIMULATE_CALL, call_id, f"call:{call_id}:{state}", delay)
 
 
-async def originate(tx: Tx, account_id: int, body: Any) -> CallQueued:
+async def originate(tx: UnitOfWork, deps: Deps, account_id: int, body: Any) -> CallQueued:
     agent_id, to_number, from_number = _validate(body)
-    conn, rt = tx.conn, tx.rt
-    account = (await run(conn, _ACCOUNT, {"w_account": account_id})).one()
+    conn = tx.conn
+    account = (await conn.run(_ACCOUNT, {"w_account": account_id})).one()
     if not account.engine_configured:
         raise EngineNotConfigured()
     if not account.provisioned:
@@ -102,13 +193,13 @@ async def originate(tx: Tx, account_id: int, body: Any) -> CallQueued:
         raise OriginateFailed("Upstream rejected the originate: the account is blocked (balance).")
     if to_number == lifecycle.REJECT_NUMBER:
         raise OriginateFailed("Upstream rejected the originate.")
+    reserved_e4 = await _reserve(conn, account, deps.rates, to_number)
     seq = await next_counter(conn, "call")
-    call_id = derived_uuid(rt.settings.seed, "call", seq)
-    plan = lifecycle.plan_call(rt.settings.seed, seq, to_number)
-    now = rt.clock.now()
+    call_id = derived_uuid(deps.seed, "call", seq)
+    plan = lifecycle.plan_call(deps.seed, seq, to_number)
+    now = deps.clock.now()
     _, wait = lifecycle.next_state(lifecycle.QUEUED, plan) or ("", 0)
-    await run(
-        conn,
+    await conn.run(
         _INSERT_CALL,
         {
             "id": call_id,
@@ -126,9 +217,10 @@ async def originate(tx: Tx, account_id: int, body: Any) -> CallQueued:
             "created_at": now,
             "updated_at": now,
             "next_step_at": now + wait,
+            "reserved_e4": reserved_e4,
         },
     )
-    tx.after_commit.append(job_for(call_id, lifecycle.QUEUED, rt.clock.real_delay(wait)))
+    tx.after_commit.append(job_for(call_id, lifecycle.QUEUED, deps.clock.real_delay(wait)))
     return CallQueued(callId=call_id, status=lifecycle.QUEUED)
 
 
@@ -153,22 +245,27 @@ class StepResult:
 
 
 async def step(
-    conn: AsyncConnection,
+    conn: Conn,
     call_id: str,
     clock: Clock,
     seed: int,
     rates: RateTable,
     *,
     tolerance: float = 0.0,
+    as_of: float | None = None,
 ) -> StepResult | None:
     """Advance the call through every transition that is due, in this one transaction
-    (at high time scales that is the whole call). None: no such call."""
-    row = (await run(conn, _CALL, {"w_id": call_id})).first()
+    (at high time scales that is the whole call). None: no such call.
+
+    ``as_of``: the sandbox time to step as of, instead of ``clock.now()`` (a clock advance
+    runs each step at its planned time, in order). Either way each transition is stamped
+    with its planned time, so durations and prices are the plan's."""
+    row = (await conn.run(_CALL, {"w_id": call_id})).first()
     if row is None:
         return None
     if row.state == lifecycle.ENDED or row.next_step_at is None:
         return StepResult(row.state, None, False, [])
-    now = clock.now()
+    now = clock.now() if as_of is None else as_of
     plan = plan_of(row)
     call = SimpleNamespace(**row._asdict())
     advanced = False
@@ -186,9 +283,14 @@ async def step(
             values["ringing_at"] = at
         elif new_state == lifecycle.ANSWERED:
             values["answered_at"] = at
+            if next_at is not None:
+                # The hang-up comes when its cost reaches the limit (``_finish`` bills it).
+                talk = await _affordable_talk(conn, call, rates)
+                if talk is not None and at + talk < next_at:
+                    values["next_step_at"] = next_at = at + talk
         elif new_state == lifecycle.ENDED:
             values["ended_at"] = at
-        result = await run(conn, _STEP, {**values, "w_id": call_id, "w_state": call.state})
+        result = await conn.run(_STEP, {**values, "w_id": call_id, "w_state": call.state})
         if result.rowcount != 1:  # another worker took this step
             break
         advanced = True
@@ -200,19 +302,41 @@ async def step(
 
 
 async def _finish(
-    conn: AsyncConnection, row: Any, plan: Plan, ended_at: float, seed: int, rates: RateTable
+    conn: Conn, row: Any, plan: Plan, ended_at: float, seed: int, rates: RateTable
 ) -> list[JobSpec]:
     """The end of a call: CDR, balance debit, events — one transaction with the step."""
-    agent = (await run(conn, _AGENT, {"w_id": row.agent_id})).one()
-    account = (await run(conn, _CURRENCY, {"w_id": row.account_id})).one()
+    agent = (await conn.run(_AGENT, {"w_id": row.agent_id})).one()
+    # Releasing this call's hold locks the account row until commit (both backends), so
+    # the cap below is computed against a balance no one else is changing.
+    release = {"w_id": row.account_id, "w_e4": row.reserved_e4}
+    account = (await conn.run(_RELEASE, release)).one()
     start = row.ringing_at if row.ringing_at is not None else row.created_at
     duration = int(round(ended_at - start))
     billsec = 0
     if plan.outcome == lifecycle.ANSWERED and row.answered_at is not None:
-        # From the timestamps, not the plan: a fast-forward may have cut the talk short.
+        # From the timestamps, which are the plan's (steps run as of their planned time).
         billsec = min(duration, int(round(ended_at - row.answered_at)))
     rate = rates.rate_for(row.to_number)
     cents = price_cents(billsec, rate.cents_per_minute)
+    hangup_reason = lifecycle.hangup_reason(plan)
+    floor = floor_e4(account.account_type, account.credit_limit_e4)
+    if floor is not None and plan.outcome == lifecycle.ANSWERED and row.answered_at is not None:
+        # What is left above the floor, less what the other calls in flight hold.
+        available_e4 = account.balance_e4 - account.reserved_e4 - floor
+        if cents * (account_service.E4 // 100) > available_e4:
+            # Cut when its cost reached the limit: ended and billed at that point.
+            billsec = affordable_sec(available_e4, rate.cents_per_minute)
+            cents = price_cents(billsec, rate.cents_per_minute)
+            ended_at = row.answered_at + billsec
+            duration = int(round(ended_at - start))
+            hangup_reason = INSUFFICIENT_FUNDS
+            await conn.run(_CUT, {"w_id": row.id, "ended_at": ended_at})
+        elif (
+            row.answered_at + plan.talk_sec > ended_at
+            and price_cents(billsec + 1, rate.cents_per_minute) * (account_service.E4 // 100)
+            > available_e4
+        ):
+            hangup_reason = INSUFFICIENT_FUNDS  # the hang-up ``step`` scheduled at the limit
     await cdr_service.insert_one(
         conn,
         {
@@ -233,8 +357,8 @@ async def _finish(
         },
     )
     if cents:
-        await run(
-            conn, _DEBIT, {"w_id": row.account_id, "w_e4": cents * (account_service.E4 // 100)}
+        await conn.run(
+            _DEBIT, {"w_id": row.account_id, "w_e4": cents * (account_service.E4 // 100)}
         )
     base = {
         "callId": row.id,
@@ -251,7 +375,7 @@ async def _finish(
         if event_type == "call.ended":
             payload.update(
                 durationSec=billsec,
-                hangupReason=lifecycle.hangup_reason(plan),
+                hangupReason=hangup_reason,
                 sentimentLabel=plan.sentiment,
                 transferInitiated=plan.scenario == lifecycle.TRANSFERRED,
             )
@@ -272,7 +396,7 @@ def contact_id(account_id: int, phone: str) -> str:
     return "ct_" + hashlib.sha256(f"{account_id}:{phone}".encode()).hexdigest()[:16]
 
 
-async def describe(conn: AsyncConnection, call_id: str) -> dict[str, Any]:
+async def describe(conn: Conn, call_id: str) -> CallView:
     """The control plane's view: state, timestamps, plan and events."""
     row = (await conn.execute(select(calls).where(calls.c.id == call_id))).first()
     if row is None:
@@ -281,43 +405,32 @@ async def describe(conn: AsyncConnection, call_id: str) -> dict[str, Any]:
     def ts(value: float | None) -> str | None:
         return None if value is None else iso(value)
 
-    return {
-        "callId": row.id,
-        "customerId": str(row.account_id),
-        "aiAgentId": str(row.agent_id),
-        "toNumber": row.to_number,
-        "fromNumber": row.from_number,
-        "state": row.state,
-        "outcome": row.outcome,
-        "scenario": row.scenario,
-        "ringSec": row.ring_sec,
-        "talkSec": row.talk_sec,
-        "sentiment": row.sentiment,
-        "createdAt": ts(row.created_at),
-        "ringingAt": ts(row.ringing_at),
-        "answeredAt": ts(row.answered_at),
-        "endedAt": ts(row.ended_at),
-        "nextStepAt": ts(row.next_step_at),
-        "events": await event_service.for_call(conn, call_id),
-    }
+    return CallView(
+        callId=row.id,
+        customerId=str(row.account_id),
+        aiAgentId=str(row.agent_id),
+        toNumber=row.to_number,
+        fromNumber=row.from_number,
+        state=row.state,
+        outcome=row.outcome,
+        scenario=row.scenario,
+        ringSec=row.ring_sec,
+        talkSec=row.talk_sec,
+        sentiment=row.sentiment,
+        createdAt=iso(row.created_at),
+        ringingAt=ts(row.ringing_at),
+        answeredAt=ts(row.answered_at),
+        endedAt=ts(row.ended_at),
+        nextStepAt=ts(row.next_step_at),
+        events=await event_service.for_call(conn, call_id),
+    )
 
 
-async def due_calls(conn: AsyncConnection, before: float, limit: int = 500) -> list[Any]:
+async def due_calls(conn: Conn, before: float, limit: int = 500) -> list[Any]:
     stmt = (
         select(calls.c.id, calls.c.state, calls.c.next_step_at)
         .where(calls.c.next_step_at.is_not(None), calls.c.next_step_at <= before)
         .order_by(calls.c.next_step_at)
         .limit(limit)
-    )
-    return list((await conn.execute(stmt)).all())
-
-
-async def make_all_due(conn: AsyncConnection, now: float) -> list[Any]:
-    """Fast-forward: every pending step becomes due now. Returns the calls to kick."""
-    stmt = (
-        update(calls)
-        .where(calls.c.next_step_at.is_not(None), calls.c.next_step_at > now)
-        .values(next_step_at=now)
-        .returning(calls.c.id, calls.c.state)
     )
     return list((await conn.execute(stmt)).all())

@@ -6,16 +6,18 @@ from __future__ import annotations
 import random
 import re
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
+from functools import cache
 from typing import Any
 
 import msgspec
+import phonenumbers
+from phonenumbers import PhoneNumberFormat, PhoneNumberType
 from sqlalchemy import bindparam, select
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 from unlimcall_sandbox.server.clock import iso
-from unlimcall_sandbox.server.db.fastread import FastReads
-from unlimcall_sandbox.server.db.fastsql import run
+from unlimcall_sandbox.server.db.port import Conn, Database
 from unlimcall_sandbox.server.db.tables import agents, cdrs
 from unlimcall_sandbox.server.errors import (
     InvalidInput,
@@ -25,7 +27,7 @@ from unlimcall_sandbox.server.errors import (
 )
 from unlimcall_sandbox.server.ids import next_counter
 from unlimcall_sandbox.server.lifecycle import DISPOSITIONS, plan_call
-from unlimcall_sandbox.server.rating import RateTable, price_cents
+from unlimcall_sandbox.server.rating import RateTable, price_cents, region_of
 from unlimcall_sandbox.server.structs import Cdr
 
 DAY = 86400.0
@@ -151,7 +153,7 @@ def _window_stmt(limit: int) -> Any:
 
 
 async def window_body(
-    reads: FastReads, account_id: int, start: float, till: float, limit: int
+    reads: Database, account_id: int, start: float, till: float, limit: int
 ) -> bytes:
     """The whole ``/v1/cdrs`` response body (a ``CdrList``), joined from the rows' stored
     JSON: no per-row decoding or encoding."""
@@ -169,7 +171,7 @@ def wire_of(values: dict[str, Any]) -> str:
     return _encode(to_struct([values[c.key] for c in _COLUMNS])).decode()
 
 
-async def cdr_ids(conn: AsyncConnection, n: int) -> int:
+async def cdr_ids(conn: Conn, n: int) -> int:
     """Reserve ``n`` CDR sequence numbers; returns the first."""
     last = await next_counter(conn, "cdr", n)
     return last - n + 1
@@ -180,36 +182,167 @@ def cdr_id(start_time: float, seq: int) -> str:
     return f"{int(start_time)}.{seq}"
 
 
-async def insert_one(conn: AsyncConnection, values: dict[str, Any]) -> None:
-    await run(conn, _INSERT, {**values, "wire": wire_of(values)})
+async def insert_one(conn: Conn, values: dict[str, Any]) -> None:
+    await conn.run(_INSERT, {**values, "wire": wire_of(values)})
 
 
 _INSERT = cdrs.insert()
 
 
-# Destinations for generated history: (E.164 prefix, national digits to add).
-_DESTINATIONS: Sequence[tuple[str, int]] = (
-    ("+1415555", 4),
-    ("+1212555", 4),
-    ("+1312555", 4),
-    ("+1416555", 4),
-    ("+4420718", 5),
-    ("+4416155", 5),
-    ("+4930123", 5),
-    ("+4989123", 5),
-    ("+3314234", 5),
-    ("+3491123", 5),
-    ("+3906123", 5),
-    ("+3120123", 5),
-    ("+4822123", 5),
-    ("+6129123", 5),
-    ("+5511312", 6),
-    ("+5255123", 5),
-)
+# Destination countries of generated history: the rate table's, and a few it prices as
+# "International" (their names come from the number all the same).
+DESTINATION_REGIONS: Sequence[str] = (
+    "US", "CA", "GB", "DE", "FR", "ES", "IT", "NL", "PL", "UA", "AU", "IN", "BR", "MX", "JP",
+    "IE", "SE", "NZ", "ZA", "SG",
+)  # fmt: skip
+_POOL_PER_TYPE = 100
+_VARIED_DIGITS = 4
+# The share of a line's calls that go to its own country (the rest: anywhere above).
+_DOMESTIC = 0.6
+
+
+@cache
+def destination_pool(region: str) -> tuple[str, ...]:
+    """Numbers valid for ``region``: its example fixed-line and mobile numbers (phonenumbers'
+    metadata) with the last digits varied, each checked with ``is_valid_number`` and
+    ``region_code_for_number``. A fixed sequence: the same pool in every process."""
+    rng = random.Random(f"destinations:{region}")
+    pool: list[str] = []
+    for kind in (PhoneNumberType.FIXED_LINE, PhoneNumberType.MOBILE):
+        example = phonenumbers.example_number_for_type(region, kind)
+        if example is None:
+            continue
+        head = phonenumbers.format_number(example, PhoneNumberFormat.E164)[:-_VARIED_DIGITS]
+        found: dict[str, None] = {}
+        for _ in range(_POOL_PER_TYPE * 4):
+            number = head + str(rng.randrange(10**_VARIED_DIGITS)).zfill(_VARIED_DIGITS)
+            parsed = phonenumbers.parse(number)
+            if (
+                phonenumbers.is_valid_number(parsed)
+                and phonenumbers.region_code_for_number(parsed) == region
+            ):
+                found[number] = None
+                if len(found) == _POOL_PER_TYPE:
+                    break
+        pool += found
+    if not pool:  # pragma: no cover - every region above has example numbers
+        raise ValueError(f"no example numbers for {region}")
+    return tuple(pool)
+
+
+@dataclass(frozen=True)
+class GenerationPlan:
+    """What a generation of ``count`` CDRs needs once validated and its ids reserved: pure
+    data, so rows can be built anywhere (a thread, a later job) from it."""
+
+    account_id: int
+    count: int
+    start: float
+    till: float
+    first_seq: int
+    currency: str
+    choices: tuple[tuple[str, str, str | None], ...]
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "accountId": self.account_id,
+            "count": self.count,
+            "start": self.start,
+            "till": self.till,
+            "firstSeq": self.first_seq,
+            "currency": self.currency,
+            "choices": [list(c) for c in self.choices],
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> GenerationPlan:
+        return cls(
+            account_id=int(data["accountId"]),
+            count=int(data["count"]),
+            start=float(data["start"]),
+            till=float(data["till"]),
+            first_seq=int(data["firstSeq"]),
+            currency=str(data["currency"]),
+            choices=tuple((str(a), str(b), c) for a, b, c in data["choices"]),
+        )
+
+
+async def plan_generation(
+    conn: Conn, account_id: int, count: int, start: float, till: float, currency: str
+) -> GenerationPlan:
+    """Validate a generation and reserve its ``count`` CDR ids."""
+    if not 1 <= count <= MAX_GENERATE:
+        raise InvalidInput(f"count must be between 1 and {MAX_GENERATE}.")
+    if till <= start:
+        raise TillMustBeAfterFrom()
+    # Calls are placed by provisioned lines only (an account without one: a placeholder).
+    agent_rows = (
+        await conn.execute(
+            select(agents.c.sip_username, agents.c.caller_id, agents.c.did)
+            .where(agents.c.account_id == account_id, agents.c.provisioned.is_(True))
+            .order_by(agents.c.id)
+        )
+    ).all()
+    choices = tuple((str(a), str(b), c) for a, b, c in agent_rows) or (
+        ("unl_000", "+14155550100", None),
+    )
+    first_seq = await cdr_ids(conn, count)
+    return GenerationPlan(account_id, count, start, till, first_seq, currency, choices)
+
+
+def build_rows(
+    plan: GenerationPlan,
+    offset: int,
+    n: int,
+    seed: int,
+    rates: RateTable,
+    rng: random.Random | None = None,
+) -> list[dict[str, Any]]:
+    """Rows ``offset .. offset+n-1`` of a generation: pure CPU, safe in a thread. Without
+    ``rng``, the chunk draws from its own seeded source (chunks are then independent:
+    a job resumed after a crash builds the same rows)."""
+    if rng is None:
+        rng = random.Random(f"{seed}:cdrgen:{plan.account_id}:{plan.first_seq + offset}")
+    choices = plan.choices
+    homes = [region_of(caller_id) for _, caller_id, _ in choices]
+    # One rate per country: every number of a region's pool has that region.
+    country_rates = {r: rates.rate_for(destination_pool(r)[0]) for r in DESTINATION_REGIONS}
+    span = plan.till - plan.start
+    rows: list[dict[str, Any]] = []
+    for i in range(offset, offset + n):
+        line = rng.randrange(len(choices))
+        sip_username, caller_id, did = choices[line]
+        region = homes[line] if rng.random() < _DOMESTIC else rng.choice(DESTINATION_REGIONS)
+        if region not in country_rates:
+            region = rng.choice(DESTINATION_REGIONS)
+        dst = rng.choice(destination_pool(region))
+        plan_ = plan_call(seed, -(plan.first_seq + i), dst)
+        start_time = float(int(plan.start + rng.random() * span))
+        billsec = plan_.talk_sec
+        rate = country_rates[region]
+        row: dict[str, Any] = {
+            "id": cdr_id(start_time, plan.first_seq + i),
+            "account_id": plan.account_id,
+            "call_id": None,
+            "start_time": start_time,
+            "duration": plan_.ring_sec + plan_.talk_sec,
+            "billsec": billsec,
+            "src": caller_id,
+            "dst": dst,
+            "disposition": DISPOSITIONS[plan_.outcome],
+            "sip_username": sip_username,
+            "sell_price_cents": price_cents(billsec, rate.cents_per_minute),
+            "currency": plan.currency,
+            "country": rate.country,
+            "did": did,
+        }
+        row["wire"] = wire_of(row)
+        rows.append(row)
+    return rows
 
 
 async def generate(
-    conn: AsyncConnection,
+    conn: Conn,
     account_id: int,
     count: int,
     start: float,
@@ -218,52 +351,11 @@ async def generate(
     rates: RateTable,
     currency: str,
 ) -> int:
-    """Insert ``count`` seeded CDRs with start times spread over [start, till]."""
-    if not 1 <= count <= MAX_GENERATE:
-        raise InvalidInput(f"count must be between 1 and {MAX_GENERATE}.")
-    if till <= start:
-        raise TillMustBeAfterFrom()
-    agent_rows = (
-        await conn.execute(
-            select(agents.c.sip_username, agents.c.caller_id, agents.c.did)
-            .where(agents.c.account_id == account_id)
-            .order_by(agents.c.id)
-        )
-    ).all()
-    choices: list[Any] = list(agent_rows) or [("unl_000", "+14155550100", None)]
-    first_seq = await cdr_ids(conn, count)
-    rng = random.Random(f"{seed}:cdrgen:{account_id}:{first_seq}")
-    span = till - start
-    batch: list[dict[str, Any]] = []
-    for i in range(count):
-        prefix, digits = rng.choice(_DESTINATIONS)
-        dst = prefix + "".join(rng.choice("0123456789") for _ in range(digits))
-        plan = plan_call(seed, -(first_seq + i), dst)
-        sip_username, caller_id, did = rng.choice(choices)
-        start_time = float(int(start + rng.random() * span))
-        billsec = plan.talk_sec
-        rate = rates.rate_for(dst)
-        row: dict[str, Any] = {
-            "id": cdr_id(start_time, first_seq + i),
-            "account_id": account_id,
-            "call_id": None,
-            "start_time": start_time,
-            "duration": plan.ring_sec + plan.talk_sec,
-            "billsec": billsec,
-            "src": caller_id,
-            "dst": dst,
-            "disposition": DISPOSITIONS[plan.outcome],
-            "sip_username": sip_username,
-            "sell_price_cents": price_cents(billsec, rate.cents_per_minute),
-            "currency": currency,
-            "country": rate.country,
-            "did": did,
-        }
-        row["wire"] = wire_of(row)
-        batch.append(row)
-        if len(batch) >= 5000:
-            await conn.execute(cdrs.insert(), batch)
-            batch = []
-    if batch:
-        await conn.execute(cdrs.insert(), batch)
+    """Insert ``count`` seeded CDRs with start times spread over [start, till], in one
+    transaction (the demo data; the control plane runs a job: ``services.bulk``)."""
+    plan = await plan_generation(conn, account_id, count, start, till, currency)
+    rng = random.Random(f"{seed}:cdrgen:{account_id}:{plan.first_seq}")
+    for offset in range(0, count, 5000):
+        n = min(5000, count - offset)
+        await conn.execute(cdrs.insert(), build_rows(plan, offset, n, seed, rates, rng))
     return count

@@ -1,4 +1,8 @@
-"""Webhook deliveries: claiming an attempt, recording its outcome, the delivery log.
+"""Webhook deliveries: the SQL of the delivery pipeline (claim an attempt, record it),
+redelivery, fast-forward, and the delivery log.
+
+The walk of one delivery (claim → sign → send → record → schedule the retry) is
+``unlimcall_sandbox.workers.delivery``; this module is where its statements live.
 
 Claiming is one conditional UPDATE that takes a lease (wall-clock seconds) on a due,
 pending delivery and bumps its attempt counter; only the claimant sends. Recording the
@@ -10,31 +14,37 @@ and the sweep sends it again with the same delivery id.
 from __future__ import annotations
 
 import json
-import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final
 
 from sqlalchemy import and_, bindparam, or_, select, update
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 from unlimcall_sandbox.server.clock import iso
-from unlimcall_sandbox.server.db.fastsql import run
+from unlimcall_sandbox.server.db.port import Conn
 from unlimcall_sandbox.server.db.tables import deliveries, delivery_attempts, events, hooks
 from unlimcall_sandbox.server.errors import InvalidInput, NotFound
 from unlimcall_sandbox.server.job_queue import JobSpec
-from unlimcall_sandbox.server.retry import RetryPolicy, jitter_rng
 from unlimcall_sandbox.server.services.events import delivery_job
 
-BODY_KEEP = 1024
 DELIVERED = "delivered"
 FAILED = "failed"
 PENDING = "pending"
 CANCELLED = "cancelled"
 STATUSES = (PENDING, DELIVERED, FAILED, CANCELLED)
 
+# An attempt's recorded outcome → the status it leaves its delivery in.
+STATUS_AFTER: Final = {
+    "delivered": DELIVERED,
+    "permanent": FAILED,
+    "exhausted": FAILED,
+    "retry": PENDING,
+}
+
 
 @dataclass(frozen=True, slots=True)
 class Claim:
+    """A leased, due attempt: everything needed to send it."""
+
     delivery_id: str
     hook_id: str
     attempt: int
@@ -49,28 +59,23 @@ class Claim:
 
 
 @dataclass(frozen=True, slots=True)
-class Outcome:
+class Attempt:
+    """One attempt as stored (``delivery_attempts``), and where it leaves its delivery."""
+
+    delivery_id: str
+    number: int
+    attempted_at: float
     status_code: int | None
     latency_ms: int
     error: str | None
     response_body: str | None
-    permanent: bool = False
-    """A failure no retry can mend (the egress policy refused the target)."""
-
-    @property
-    def kind(self) -> str:
-        """delivered | permanent | retry"""
-        if self.permanent:
-            return "permanent"
-        code = self.status_code
-        if code is not None and 200 <= code < 300:
-            return "delivered"
-        if code is not None and 400 <= code < 500:
-            return "permanent"
-        return "retry"
+    outcome: str
+    """delivered | permanent | retry | exhausted (a retry the window no longer allows)"""
+    next_attempt_at: float | None
+    """Sandbox time of the next attempt (outcome ``retry``), else None."""
 
 
-# Hot-path statements (``unlimcall_sandbox.server.db.fastsql``): built once, bound per attempt.
+# Hot-path statements (``Conn.run``, prepared once on SQLite): built once, bound per attempt.
 _CLAIMABLE = (
     select(
         deliveries.c.attempts,
@@ -120,31 +125,31 @@ _FIRST_ATTEMPTS = (
 )
 
 
-async def first_attempts(conn: AsyncConnection, event_id: str) -> list[str]:
+async def first_attempts(conn: Conn, event_id: str) -> list[str]:
     """The deliveries of ``event_id`` that were never attempted."""
-    return [str(i) for i in (await run(conn, _FIRST_ATTEMPTS, {"w_event": event_id})).scalars()]
+    return [str(i) for i in (await conn.run(_FIRST_ATTEMPTS, {"w_event": event_id})).scalars()]
 
 
 async def claim(
-    conn: AsyncConnection,
+    conn: Conn,
     delivery_id: str,
     now: float,
+    real_now: float,
     lease_seconds: float,
     tolerance: float = 0.0,
 ) -> Claim | None:
-    """Take the due attempt of ``delivery_id``, or None when it is not due, finished,
-    leased by another worker, or its hook was deleted (then it is cancelled)."""
-    real_now = time.time()
+    """Take the due attempt of ``delivery_id`` (due by sandbox time ``now``, leased until
+    wall time ``real_now + lease_seconds``), or None when it is not due, finished, leased
+    by another worker, or its hook was deleted (then it is cancelled)."""
     params = {"w_id": delivery_id, "w_due": now + tolerance, "w_real_now": real_now}
-    row = (await run(conn, _CLAIMABLE, params)).first()
+    row = (await conn.run(_CLAIMABLE, params)).first()
     if row is None:
         return None
     if not row.active:
-        await run(conn, _CANCEL, {"w_id": delivery_id})
+        await conn.run(_CANCEL, {"w_id": delivery_id})
         return None
     first = row.first_attempt_at if row.first_attempt_at is not None else now
-    result = await run(
-        conn,
+    result = await conn.run(
         _CLAIM,
         {
             "w_id": delivery_id,
@@ -170,60 +175,37 @@ async def claim(
     )
 
 
-async def record(
-    conn: AsyncConnection,
-    claim_: Claim,
-    outcome: Outcome,
-    attempted_at: float,
-    policy: RetryPolicy,
-    seed: int,
-    real_delay: Any,
-) -> JobSpec | None:
-    """Store the attempt and move the delivery on; returns the next attempt's job."""
-    kind = outcome.kind
-    next_at: float | None = None
-    if kind == "delivered":
-        status = DELIVERED
-    elif kind == "permanent":
-        status = FAILED
-    else:
-        rng = jitter_rng(seed, claim_.delivery_id, claim_.attempt)
-        next_at = policy.next_attempt_at(claim_.attempt, claim_.first_attempt_at, attempted_at, rng)
-        status = PENDING if next_at is not None else FAILED
-    await run(
-        conn,
+async def record(conn: Conn, attempt: Attempt) -> None:
+    """Store the attempt and move its delivery on (status, next attempt, lease cleared)."""
+    await conn.run(
         _INSERT_ATTEMPT,
         {
-            "delivery_id": claim_.delivery_id,
-            "number": claim_.attempt,
-            "attempted_at": attempted_at,
-            "status_code": outcome.status_code,
-            "latency_ms": outcome.latency_ms,
-            "error": outcome.error,
-            "response_body": outcome.response_body,
-            "next_attempt_at": next_at,
-            "outcome": kind if status != FAILED or kind == "permanent" else "exhausted",
+            "delivery_id": attempt.delivery_id,
+            "number": attempt.number,
+            "attempted_at": attempt.attempted_at,
+            "status_code": attempt.status_code,
+            "latency_ms": attempt.latency_ms,
+            "error": attempt.error,
+            "response_body": attempt.response_body,
+            "next_attempt_at": attempt.next_attempt_at,
+            "outcome": attempt.outcome,
         },
     )
-    await run(
-        conn,
+    await conn.run(
         _SETTLE,
         {
-            "w_id": claim_.delivery_id,
-            "status": status,
-            "next_attempt_at": next_at,
+            "w_id": attempt.delivery_id,
+            "status": STATUS_AFTER[attempt.outcome],
+            "next_attempt_at": attempt.next_attempt_at,
             "lease_until": None,
-            "last_status_code": outcome.status_code,
+            "last_status_code": attempt.status_code,
         },
     )
-    if next_at is None:
-        return None
-    return delivery_job(claim_.delivery_id, claim_.attempt + 1, real_delay(next_at))
 
 
-async def due(conn: AsyncConnection, now: float, limit: int = 1000) -> list[Any]:
-    """Pending deliveries due by ``now`` with no live lease: what the sweep re-enqueues."""
-    real_now = time.time()
+async def due(conn: Conn, now: float, real_now: float, limit: int = 1000) -> list[Any]:
+    """Pending deliveries due by sandbox time ``now`` with no lease live at wall time
+    ``real_now``: what the sweep re-enqueues."""
     stmt = (
         select(deliveries.c.id, deliveries.c.attempts)
         .where(
@@ -237,7 +219,7 @@ async def due(conn: AsyncConnection, now: float, limit: int = 1000) -> list[Any]
     return list((await conn.execute(stmt)).all())
 
 
-async def make_all_due(conn: AsyncConnection, now: float) -> list[Any]:
+async def make_all_due(conn: Conn, now: float) -> list[Any]:
     """Fast-forward: every pending retry becomes due now."""
     stmt = (
         update(deliveries)
@@ -248,7 +230,7 @@ async def make_all_due(conn: AsyncConnection, now: float) -> list[Any]:
     return list((await conn.execute(stmt)).all())
 
 
-async def redeliver(conn: AsyncConnection, delivery_id: str, now: float) -> JobSpec:
+async def redeliver(conn: Conn, delivery_id: str, now: float) -> JobSpec:
     """Send a delivery again: pending, due now, with a fresh 24 h window."""
     row = (
         await conn.execute(
@@ -270,7 +252,7 @@ async def redeliver(conn: AsyncConnection, delivery_id: str, now: float) -> JobS
 
 
 async def listing(
-    conn: AsyncConnection,
+    conn: Conn,
     *,
     hook_id: str | None,
     status: str | None,
@@ -336,3 +318,16 @@ async def listing(
         }
         for r in rows
     ]
+
+
+_OWNERS = select(deliveries.c.id, deliveries.c.account_id, deliveries.c.hook_id).where(
+    deliveries.c.id.in_(bindparam("w_ids", expanding=True))
+)
+
+
+async def owners(conn: Conn, delivery_ids: list[str]) -> dict[str, tuple[int, str]]:
+    """Each delivery's account and hook (what the worker's fairness caps count by)."""
+    if not delivery_ids:
+        return {}
+    rows = await conn.execute(_OWNERS, {"w_ids": delivery_ids})
+    return {str(r.id): (int(r.account_id), str(r.hook_id)) for r in rows}

@@ -19,15 +19,14 @@ from typing import Any, Literal
 
 import msgspec
 from sqlalchemy import delete, select, update
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from unlimcall_sandbox.server.clock import iso
-from unlimcall_sandbox.server.db.engine import write
-from unlimcall_sandbox.server.db.fastread import FastReads
+from unlimcall_sandbox.server.db.port import Conn, Database
 from unlimcall_sandbox.server.db.tables import faults
 from unlimcall_sandbox.server.errors import InvalidInput, NotFound
 from unlimcall_sandbox.server.prefer import FORCEABLE, InvalidPrefer, resolve
 from unlimcall_sandbox.server.services.events import EVENT_TYPES
+from unlimcall_sandbox.server.structs import FaultRule
 
 API_ACTIONS = ("error", "latency", "drop")
 WEBHOOK_ACTIONS = ("duplicate", "out_of_order", "late", "bad_signature", "expired_signature")
@@ -107,24 +106,22 @@ def _validate(data: FaultCreate) -> dict[str, Any]:
     return params
 
 
-def _view(row: Any) -> dict[str, Any]:
-    return {
-        "id": row.id,
-        "target": row.target,
-        "operation": row.operation,
-        "customerId": None if row.account_id is None else str(row.account_id),
-        "action": row.action,
+def _view(row: Any) -> FaultRule:
+    return FaultRule(
+        id=row.id,
+        target=row.target,
+        operation=row.operation,
+        customerId=None if row.account_id is None else str(row.account_id),
+        action=row.action,
+        probability=row.probability,
+        remaining=row.remaining,
+        fired=row.fired,
+        createdAt=iso(row.created_at),
         **json.loads(row.params),
-        "probability": row.probability,
-        "remaining": row.remaining,
-        "fired": row.fired,
-        "createdAt": iso(row.created_at),
-    }
+    )
 
 
-async def create(
-    conn: AsyncConnection, data: FaultCreate, account_id: int | None, now: float
-) -> dict[str, Any]:
+async def create(conn: Conn, data: FaultCreate, account_id: int | None, now: float) -> FaultRule:
     params = _validate(data)
     fault_id = str(uuid.uuid4())
     await conn.execute(
@@ -145,12 +142,12 @@ async def create(
     return _view(row)
 
 
-async def listing(conn: AsyncConnection) -> list[dict[str, Any]]:
+async def listing(conn: Conn) -> list[FaultRule]:
     rows = await conn.execute(select(faults).order_by(faults.c.created_at, faults.c.id))
     return [_view(r) for r in rows]
 
 
-async def remove(conn: AsyncConnection, fault_id: str | None) -> int:
+async def remove(conn: Conn, fault_id: str | None) -> int:
     stmt = delete(faults) if fault_id is None else delete(faults).where(faults.c.id == fault_id)
     count = (await conn.execute(stmt)).rowcount
     if fault_id is not None and count == 0:
@@ -177,9 +174,8 @@ def _candidates(rules: list[Rule], target: str, operation: str) -> list[Rule]:
 class FaultBook:
     """One process's view of the rules: cached for a second, spent in the database."""
 
-    def __init__(self, engine: AsyncEngine, reads: FastReads, seed: int) -> None:
-        self._engine = engine
-        self._reads = reads
+    def __init__(self, db: Database, seed: int) -> None:
+        self._db = db
         self._rules: list[Rule] = []
         self._expires = 0.0
         self._rng = random.Random(f"{seed}:faults")
@@ -204,7 +200,7 @@ class FaultBook:
 
     async def _load(self, generation: int) -> list[Rule]:
         try:
-            rows = await self._reads.all(_ALL_RULES, {})
+            rows = await self._db.all(_ALL_RULES, {})
         finally:
             if self._loading_generation == generation:
                 self._loading = None
@@ -223,7 +219,7 @@ class FaultBook:
         are fresh and none targets it. (False also when the cache needs a refresh.)"""
         if time.monotonic() >= self._expires:
             return False
-        return not _candidates(self._rules, target, operation)
+        return not self._rules or not _candidates(self._rules, target, operation)
 
     async def may_delay_any(self) -> bool:
         """Whether any webhook rule could delay a delivery (the claim is made before the
@@ -248,7 +244,7 @@ class FaultBook:
                 continue
             if self._rng.random() >= rule.probability:
                 continue
-            async with write(self._engine) as conn:
+            async with self._db.write() as conn:
                 stmt = update(faults).where(faults.c.id == rule.id)
                 if rule.counted:
                     stmt = stmt.where(faults.c.remaining > 0).values(

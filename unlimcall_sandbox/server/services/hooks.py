@@ -7,12 +7,13 @@ import secrets
 from typing import Any
 from urllib.parse import urlsplit
 
-from sqlalchemy import update
+from sqlalchemy import func, select, update
 
-from unlimcall_sandbox.server.db.tables import hooks
+from unlimcall_sandbox.server.db.tables import accounts, hooks
+from unlimcall_sandbox.server.db.unit import UnitOfWork
 from unlimcall_sandbox.server.errors import InvalidInput, NotFound
-from unlimcall_sandbox.server.http import Tx
 from unlimcall_sandbox.server.ids import derived_uuid, next_counter
+from unlimcall_sandbox.server.services.deps import Deps
 from unlimcall_sandbox.server.services.events import EVENT_TYPES
 from unlimcall_sandbox.server.structs import HookCreated
 
@@ -48,15 +49,16 @@ def check_target_url(url: Any, insecure_hosts: tuple[str, ...]) -> str:
     raise InvalidInput(f"target_url must be https://{allowed}.")
 
 
-async def create(tx: Tx, account_id: int, body: Any) -> HookCreated:
+async def create(tx: UnitOfWork, deps: Deps, account_id: int, body: Any) -> HookCreated:
     if not isinstance(body, dict):
         raise InvalidInput("Request body must be a JSON object.")
     event = body.get("event")
     if not isinstance(event, str) or event not in EVENT_TYPES:
         raise InvalidInput(f"event must be one of {', '.join(EVENT_TYPES)}.")
-    target_url = check_target_url(body.get("target_url"), tx.rt.settings.insecure_webhook_hosts)
+    target_url = check_target_url(body.get("target_url"), deps.insecure_webhook_hosts)
+    await _check_hook_cap(tx, deps, account_id)
     seq = await next_counter(tx.conn, "hook")
-    hook_id = derived_uuid(tx.rt.settings.seed, "hook", seq)
+    hook_id = derived_uuid(deps.seed, "hook", seq)
     secret = "whsec_" + secrets.token_urlsafe(24)
     await tx.conn.execute(
         hooks.insert().values(
@@ -66,10 +68,30 @@ async def create(tx: Tx, account_id: int, body: Any) -> HookCreated:
             target_url=target_url,
             secret=secret,
             active=True,
-            created_at=tx.rt.clock.now(),
+            created_at=deps.clock.now(),
         )
     )
     return HookCreated(id=hook_id, secret=secret)
+
+
+async def _check_hook_cap(tx: UnitOfWork, deps: Deps, account_id: int) -> None:
+    """At most ``deps.hooks_per_account`` active hooks. The account row is locked first
+    (a no-op UPDATE), so two creations racing for the last place cannot both get it."""
+    await tx.conn.execute(
+        update(accounts).where(accounts.c.id == account_id).values(status=accounts.c.status)
+    )
+    active = (
+        await tx.conn.execute(
+            select(func.count())
+            .select_from(hooks)
+            .where(hooks.c.account_id == account_id, hooks.c.active.is_(True))
+        )
+    ).scalar_one()
+    if active >= deps.hooks_per_account:
+        raise InvalidInput(
+            f"This account already has {active} active hooks, the most it may have"
+            f" ({deps.hooks_per_account}); delete one (DELETE /v1/hooks/{{id}}) first."
+        )
 
 
 _UUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
@@ -81,12 +103,12 @@ def parse_uuid(raw: str) -> str:
     return raw.lower()
 
 
-async def disable(tx: Tx, account_id: int, raw_id: str) -> None:
+async def disable(tx: UnitOfWork, deps: Deps, account_id: int, raw_id: str) -> None:
     hook_id = parse_uuid(raw_id)
     result = await tx.conn.execute(
         update(hooks)
         .where(hooks.c.id == hook_id, hooks.c.account_id == account_id, hooks.c.active.is_(True))
-        .values(active=False, disabled_at=tx.rt.clock.now())
+        .values(active=False, disabled_at=deps.clock.now())
     )
     if result.rowcount != 1:
         raise NotFound("No active hook with that id on this account.")

@@ -6,10 +6,10 @@ import secrets
 from typing import Any
 
 from sqlalchemy import select, update
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 from unlimcall_sandbox.server.auth import hash_secret, new_portal_token
 from unlimcall_sandbox.server.clock import iso
+from unlimcall_sandbox.server.db.port import Conn
 from unlimcall_sandbox.server.db.tables import oauth_clients, tokens
 from unlimcall_sandbox.server.errors import InvalidInput, NotFound
 from unlimcall_sandbox.server.services import accounts as account_service
@@ -25,7 +25,7 @@ def check_scopes(scopes: list[str]) -> list[str]:
 
 
 async def mint_portal_token(
-    conn: AsyncConnection, account_id: int, scopes: list[str], expires_in: int | None, now: float
+    conn: Conn, account_id: int, scopes: list[str], expires_in: int | None, now: float
 ) -> TokenCreated:
     await account_service.get(conn, account_id)
     clean = check_scopes(scopes)
@@ -56,7 +56,7 @@ async def mint_portal_token(
 
 
 async def store_oauth_access_token(
-    conn: AsyncConnection,
+    conn: Conn,
     token_hash: str,
     prefix: str,
     client_id: str,
@@ -80,7 +80,7 @@ async def store_oauth_access_token(
     )
 
 
-async def revoke(conn: AsyncConnection, token_id: str, now: float) -> None:
+async def revoke(conn: Conn, token_id: str, now: float) -> None:
     result = await conn.execute(
         update(tokens)
         .where(tokens.c.id == token_id, tokens.c.revoked_at.is_(None))
@@ -91,7 +91,7 @@ async def revoke(conn: AsyncConnection, token_id: str, now: float) -> None:
 
 
 async def create_oauth_client(
-    conn: AsyncConnection, account_id: int, scopes: list[str], now: float
+    conn: Conn, account_id: int, scopes: list[str], now: float
 ) -> OAuthClientCreated:
     await account_service.get(conn, account_id)
     clean = check_scopes(scopes)
@@ -109,7 +109,7 @@ async def create_oauth_client(
     return OAuthClientCreated(clientId=client_id, clientSecret=client_secret, scopes=clean)
 
 
-async def get_oauth_client(conn: AsyncConnection, client_id: str) -> Any | None:
+async def get_oauth_client(conn: Conn, client_id: str) -> Any | None:
     stmt = select(oauth_clients).where(
         oauth_clients.c.client_id == client_id, oauth_clients.c.revoked_at.is_(None)
     )
