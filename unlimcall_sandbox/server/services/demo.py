@@ -468,7 +468,7 @@ async def view(conn: Conn, run: Any, now: float) -> dict[str, Any]:
         "stoppedAt": None if run.stopped_at is None else iso(run.stopped_at),
         "finishedAt": None if run.finished_at is None else iso(run.finished_at),
         "remainingSec": max(0.0, round(run.ends_at - now, 1)) if status == RUNNING else 0.0,
-        "t": {"started": run.started_at, "ends": run.ends_at},
+        "t": {"started": run.started_at, "ends": run.ends_at, "finished": run.finished_at},
         "callsPlaced": run.calls_placed,
         "callsInFlight": await in_flight(conn, run) if status != FINISHED else 0,
         "lastError": run.last_error,
