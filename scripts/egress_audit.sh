@@ -48,7 +48,13 @@ import sys
 trace = sys.argv[1]
 inet = re.compile(r'sin_addr=inet_addr\("([^"]+)"\)')
 inet6 = re.compile(r'inet_pton\(AF_INET6, "([^"]+)"')
+# Chromium (the browser tests) checks whether IPv6 is globally routable by connect()ing a UDP
+# socket to Google's resolver on port 443 and reading the local address: a route lookup that
+# sends no packet. It is the one non-loopback connect() allowed, to exactly that address/port.
+ROUTE_PROBES = {("2001:4860:4860::8888", "443")}
+port_of = re.compile(r"sin6?_port=htons\((\d+)\)")
 seen: dict[str, int] = {}
+probes = 0
 offending: list[str] = []
 with open(trace, encoding="utf-8", errors="replace") as lines:
     for line in lines:
@@ -59,10 +65,17 @@ with open(trace, encoding="utf-8", errors="replace") as lines:
                 seen[address] = seen.get(address, 0) + 1
                 ip = ipaddress.ip_address(address)
                 mapped = getattr(ip, "ipv4_mapped", None)
-                if not (ip.is_loopback or (mapped is not None and mapped.is_loopback)):
-                    offending.append(line.strip())
+                if ip.is_loopback or (mapped is not None and mapped.is_loopback):
+                    continue
+                port = port_of.search(line)
+                if port and (address, port.group(1)) in ROUTE_PROBES:
+                    probes += 1
+                    continue
+                offending.append(line.strip())
 summary = ", ".join(f"{a} x{n}" for a, n in sorted(seen.items())) or "none"
 print(f"egress-audit: TCP/UDP connects by address: {summary}")
+if probes:
+    print(f"egress-audit: {probes} of them Chromium's IPv6 route probe (UDP, sends nothing)")
 if offending:
     print("egress-audit: FAILED: connects to non-loopback addresses:")
     for line in offending[:50]:

@@ -30,21 +30,13 @@ from urllib.parse import urlsplit
 import httpx
 import pytest
 
+from tests.support.browser import LAUNCH_ARGS
 from tests.support.sandbox import Sandbox
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
 AXE = Path(__file__).resolve().parent / "vendor" / "axe.min.js"
 CLI = Path(sys.executable).parent / "unlimcall-sandbox"
-LAUNCH_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 LAPTOP = {"width": 1280, "height": 720}
 SMALL_LAPTOP = {"width": 1024, "height": 768}
 pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed")

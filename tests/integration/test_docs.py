@@ -19,6 +19,7 @@ import pytest
 from jsonschema import Draft202012Validator
 from litestar.routes import HTTPRoute
 
+from tests.support.browser import LAUNCH_ARGS
 from tests.support.contract import SPEC_PATH
 from tests.support.sandbox import ADMIN, Sandbox
 from unlimcall_sandbox.server.api import control_openapi
@@ -337,15 +338,7 @@ async def test_docs_render_and_try_it_out_without_leaving_the_sandbox(sandbox: S
         browser = await pw.chromium.launch(
             executable_path=CHROMIUM,
             headless=True,
-            args=[
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-quic",
-                "--no-first-run",
-                "--disable-background-networking",
-                "--disable-component-update",
-                "--disable-sync",
-            ],
+            args=LAUNCH_ARGS,
         )
         try:
             context = await browser.new_context(viewport={"width": 1280, "height": 1000})
