@@ -350,3 +350,9 @@ async def test_the_same_seed_generates_the_same_history(fresh: Any) -> None:
             await sb.agent(customer, label="Seat", sipUsername="unl_seed_1")
             histories.append((customer, await _history(sb, customer, 200)))
     assert histories[0] == histories[1]
+
+
+async def test_deliveries_without_any_filter_are_listed(sandbox: Sandbox) -> None:
+    r = await sandbox.client.get("/_sandbox/deliveries", headers=sandbox.admin)
+    assert r.status_code == 200, r.text
+    assert isinstance(r.json()["deliveries"], list)

@@ -17,7 +17,7 @@ import json
 from dataclasses import dataclass
 from typing import Any, Final
 
-from sqlalchemy import and_, bindparam, or_, select, update
+from sqlalchemy import bindparam, or_, select, update
 
 from unlimcall_sandbox.server.clock import iso
 from unlimcall_sandbox.server.db.port import Conn
@@ -276,7 +276,7 @@ async def listing(
         select(deliveries, events.c.payload, hooks.c.target_url)
         .join(events, events.c.id == deliveries.c.event_id)
         .join(hooks, hooks.c.id == deliveries.c.hook_id)
-        .where(and_(*conds))
+        .where(*conds)
         .order_by(deliveries.c.created_at.desc(), deliveries.c.id)
         .limit(limit)
     )
