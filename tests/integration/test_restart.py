@@ -13,17 +13,20 @@ async def test_restart_keeps_accounts_tokens_and_cdrs(backend: str, tmp_path: Pa
         async with running(settings) as sb:
             customer = await sb.account(balance=9.99)
             token = await sb.token(customer)
+            # Taken before generating: the history ends at "now" and sandbox time runs on
+            # (3600x here), so a window computed later could miss its oldest CDRs.
+            since = _week_ago(sb)
             await sb.admin_post(f"/accounts/{customer}/cdrs/generate", {"count": 12})
             before = (
                 await sb.client.get(
-                    "/v1/cdrs", params={"from": _week_ago(sb)}, headers=sb.bearer(token)
+                    "/v1/cdrs", params={"from": since}, headers=sb.bearer(token)
                 )
             ).json()
         async with running(settings) as sb:
             h = sb.bearer(token)
             assert (await sb.client.get("/v1/balance", headers=h)).json()["balance"] == 9.99
             after = (
-                await sb.client.get("/v1/cdrs", params={"from": _week_ago(sb)}, headers=h)
+                await sb.client.get("/v1/cdrs", params={"from": since}, headers=h)
             ).json()
             assert after == before
             assert after["count"] == 12
