@@ -7,7 +7,10 @@ settings), drives both with ``wrk``, runs the call-lifecycle and webhook-deliver
 benchmarks, prints a table and writes ``bench/results.json``.
 
 NAMEs: http (= me, balance, cdrs100, cdrs1000, oauth, calls, paced), lifecycle, delivery,
-fairness, bulk.
+fairness, bulk; and with ``UNLIMCALL_TEST_DATABASE_URL`` set (PostgreSQL, plus Redis at
+``UNLIMCALL_TEST_REDIS_URL``, see ``bench.pg``): pg (= pg_http, pg_lifecycle, pg_delivery),
+pg_http (= pg_me, pg_balance, pg_cdrs100, pg_calls, each compared with ``serve``'s figure of
+the same run, which is measured too). ``--only pg`` runs the whole PostgreSQL section.
 """
 
 from __future__ import annotations
@@ -27,24 +30,38 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from bench import bulk, delivery, endpoints, fairness, lifecycle, wrk
+from bench import bulk, delivery, endpoints, fairness, lifecycle, pg, wrk
 from bench.report import evaluate, print_tables
 from bench.servers import ROOT, Processes
 
 RESULTS = Path(__file__).resolve().parent / "results.json"
+PG_HTTP = {f"pg_{k}" for k in endpoints.SCALE_OUT_KEYS}
+PG_NAMES = {*PG_HTTP, "pg_lifecycle", "pg_delivery"}
 GROUPS = {
     "http": set(endpoints.KEYS),
     "lifecycle": {"lifecycle"},
     "delivery": {"delivery"},
     "fairness": {"fairness"},
     "bulk": {"bulk"},
+    "pg": PG_NAMES,
+    "pg_http": PG_HTTP,
 }
-NAMES = {*endpoints.KEYS, "lifecycle", "delivery", "fairness", "bulk"}
+NAMES = {*endpoints.KEYS, "lifecycle", "delivery", "fairness", "bulk", *PG_NAMES}
+WORKER_COUNTS = (1, 2)
+"""Worker processes the PostgreSQL lifecycle and delivery benchmarks run with."""
 
 
 def _parse_only(values: list[str]) -> set[str]:
+    chosen = _named(values)
+    if chosen & PG_NAMES and not pg.configured():
+        raise SystemExit(f"bench: the PostgreSQL benchmarks need {pg.PG_URL_ENV}")
+    # A PostgreSQL figure is compared with serve's of the same run: measure both.
+    return chosen | {name.removeprefix("pg_") for name in chosen & PG_HTTP}
+
+
+def _named(values: list[str]) -> set[str]:
     if not values:
-        return set(NAMES)
+        return NAMES if pg.configured() else NAMES - PG_NAMES
     chosen: set[str] = set()
     for value in values:
         for name in filter(None, (v.strip() for v in value.split(","))):
@@ -106,6 +123,8 @@ def _meta(quick: bool, only: set[str]) -> dict[str, Any]:
         "wrk": wrk_version.splitlines()[0] if wrk_version else "",
         "sandbox": "unlimcall-sandbox serve (API + in-process worker + embedded Redis + "
         "SQLite), UNLIMCALL_LOG_REQUESTS=false",
+        "scale_out": "pg_*: unlimcall-sandbox api --workers 2 + 1 or 2 `worker` processes, "
+        "PostgreSQL (a fresh database per deployment) + Redis, UNLIMCALL_LOG_REQUESTS=false",
         "server": "uvicorn, loop=uvloop, http=httptools, 1 process (sandbox and reference)",
         "pacing": "wrk + Lua delay(): per-thread send slots 1/rate apart (LuaJIT ffi clock)",
     }
@@ -195,6 +214,47 @@ def main(argv: list[str] | None = None) -> int:
         )
     if "bulk" in only:
         sections.append(("bulk", lambda p: bulk.run(p, count=100_000 if quick else 1_000_000)))
+    if only & PG_HTTP:
+        keys = [name.removeprefix("pg_") for name in only & PG_HTTP]
+        sections.append(
+            ("pg_http", lambda p: endpoints.run_scale_out(p, cfg, keys, pg.ScaleOut(workers=1)))
+        )
+    if "pg_lifecycle" in only:
+        sections.append(
+            (
+                "pg_lifecycle",
+                lambda p: {
+                    str(n): lifecycle.run(
+                        p,
+                        n_calls=500 if quick else 2000,
+                        timeout=60 if quick else 180,
+                        profile_dir=args.profile,
+                        start=pg.ScaleOut(workers=n),
+                        label=f"pg-lifecycle-{n}w",
+                    )
+                    for n in WORKER_COUNTS
+                },
+            )
+        )
+    if "pg_delivery" in only:
+        sections.append(
+            (
+                "pg_delivery",
+                lambda p: {
+                    str(n): delivery.run(
+                        p,
+                        hooks=10 if quick else 20,
+                        burst_events=50 if quick else 150,
+                        steady_seconds=4.0 if quick else 10.0,
+                        steady_deliveries_per_s=50.0,
+                        profile_dir=args.profile,
+                        start=pg.ScaleOut(workers=n),
+                        label=f"pg-delivery-{n}w",
+                    )
+                    for n in WORKER_COUNTS
+                },
+            )
+        )
     began = time.perf_counter()
     failed = False
     with Processes(keep_data=args.keep_data) as procs:
@@ -208,6 +268,9 @@ def main(argv: list[str] | None = None) -> int:
                 results[name] = {"error": f"{type(exc).__name__}: {exc}"[:2000]}
             finally:
                 procs.close()  # every process of this section, before the next one
+    pg_http = results.get("pg_http")
+    if pg_http and "error" not in pg_http:
+        endpoints.compare(pg_http, results.get("http"))
     results["meta"]["total_seconds"] = round(time.perf_counter() - began, 1)
     results["targets"] = evaluate(results)
     args.out.write_text(json.dumps(results, indent=2) + "\n")

@@ -25,9 +25,11 @@ from bench.servers import (
     Proc,
     Processes,
     Sandbox,
+    Starter,
     run_measured,
     start_python_module,
     start_sandbox,
+    worker_pid,
 )
 
 
@@ -158,23 +160,26 @@ def run(
     steady_seconds: float,
     steady_deliveries_per_s: float,
     profile_dir: Path | None = None,
+    start: Starter = start_sandbox,
+    label: str = "delivery",
 ) -> dict[str, Any]:
     rate = steady_deliveries_per_s / hooks  # events/s
     steady_events = max(1, round(rate * steady_seconds))
     print(
-        f"bench: delivery benchmark ({hooks} hooks; {steady_events} events at {rate:g}/s, "
+        f"bench: {label} benchmark ({hooks} hooks; {steady_events} events at {rate:g}/s, "
         f"then a burst of {burst_events})",
         flush=True,
     )
     log_dir = procs.tempdir("receiver")
     receiver = start_python_module(procs, "receiver", "bench.receiver", [], log_dir, "/__ready")
-    sb = start_sandbox(procs, "delivery", time_scale=1.0)
+    sb = start(procs, label, time_scale=1.0)
     result = run_measured(
         procs,
         sb,
-        "delivery",
+        label,
         profile_dir,
         lambda: _run(sb, receiver, hooks, burst_events, steady_events, rate),
+        worker_pid(start),
     )
     s, b = result["steady"], result["burst"]
     print(
@@ -183,6 +188,5 @@ def run(
         f"{b['seconds']} s -> {b['deliveries_per_s']} deliveries/s",
         flush=True,
     )
-    procs.stop(sb.proc)
-    procs.stop(receiver)
+    procs.close()  # the sandbox (on PostgreSQL: its workers and database), the receiver
     return result

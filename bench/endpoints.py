@@ -20,6 +20,7 @@ from bench.servers import (
     Processes,
     RssSampler,
     Sandbox,
+    Starter,
     start_python_module,
     start_sandbox,
 )
@@ -96,6 +97,11 @@ def _endpoints(token: str, agent_id: str, client_id: str, client_secret: str) ->
 
 
 KEYS = ("me", "balance", "cdrs100", "cdrs1000", "oauth", "calls", "paced")
+SCALE_OUT_KEYS = ("me", "balance", "cdrs100", "calls")
+"""The endpoints measured again on PostgreSQL + Redis (``pg_<key>``), against ``serve``'s
+figure of the same run."""
+SCALE_OUT_RATIO = {"balance": 0.6, "cdrs100": 0.6, "calls": 0.6}
+"""Targets: the PostgreSQL deployment's req/s over ``serve``'s (issue 17, item 4)."""
 
 
 def _sample(base_url: str, req: wrk.Request) -> bytes:
@@ -283,3 +289,61 @@ def run(
     rss["under_load_peak_mb"] = round(sampler.peak, 1)
     out.update(rows=rows, paced=paced_rows, rss=rss, wrk={"connections": cfg.connections})
     return out
+
+
+def run_scale_out(procs: Processes, cfg: Config, keys: list[str], start: Starter) -> dict[str, Any]:
+    """The same requests against ``start``'s deployment (``api --workers 2`` + a worker on
+    PostgreSQL + Redis), with as many CDRs; no reference app (the comparison is with
+    ``serve``'s figures of the same run)."""
+    selected = [k for k in SCALE_OUT_KEYS if k in keys]
+    print(f"bench: HTTP benchmark on PostgreSQL ({', '.join(selected)})", flush=True)
+    sb = start(procs, "pg-api")
+    try:
+        customer = sb.create_account("Bench API")
+        token = sb.token(customer, list(ALL_SCOPES))
+        agent = sb.agent(customer)
+        out: dict[str, Any] = {"customerId": customer}
+        if "cdrs100" in selected:
+            print(f"bench: generating {cfg.cdr_rows:,} CDRs for account {customer}", flush=True)
+            out["cdr_generation"] = _generate_cdrs(sb, customer, cfg.cdr_rows)
+        endpoints = [e for e in _endpoints(token, agent, "-", "-") if e.key in selected]
+        rows: list[dict[str, Any]] = []
+        for ep in endpoints:
+            size = len(_sample(sb.base_url, ep.request))
+            print(f"bench:   {ep.label} ...", flush=True)
+            with ForeignLoad(procs).measuring() as foreign:
+                mine = _measure(sb.base_url, ep.request, cfg)
+            rows.append(
+                {
+                    "key": ep.key,
+                    "label": ep.label,
+                    "body_bytes": size,
+                    "sandbox": mine.as_dict(),
+                    "sandbox_failed_requests": mine.failed,
+                    "other_cpu_pct": foreign.pct,
+                    "target_ratio": SCALE_OUT_RATIO.get(ep.key),
+                }
+            )
+            print(
+                f"bench:     {mine.rps:,.0f} req/s (p99 {mine.p99_ms:.1f} ms, {mine.failed} "
+                f"failed) | other load {foreign.pct:.0f}% of a core",
+                flush=True,
+            )
+    finally:
+        sb.close()
+    out.update(rows=rows, wrk={"connections": cfg.connections})
+    return out
+
+
+def compare(scale_out: dict[str, Any], serve: dict[str, Any] | None) -> None:
+    """Each PostgreSQL row gains ``serve_rps``, ``ratio`` and ``pass`` from ``serve``'s
+    row of the same endpoint in the same run."""
+    by_key = {r["key"]: r for r in (serve or {}).get("rows", [])}
+    for row in scale_out["rows"]:
+        theirs = by_key.get(row["key"])
+        serve_rps = theirs["sandbox"]["rps"] if theirs else None
+        ratio = row["sandbox"]["rps"] / serve_rps if serve_rps else None
+        row["serve_rps"] = serve_rps
+        row["ratio"] = None if ratio is None else round(ratio, 3)
+        target = row["target_ratio"]
+        row["pass"] = None if target is None or ratio is None else ratio >= target

@@ -20,7 +20,15 @@ from typing import Any
 import httpx
 
 from bench import rawclient
-from bench.servers import Processes, Sandbox, run_measured, start_sandbox
+from bench.servers import (
+    Processes,
+    Sandbox,
+    Starter,
+    run_measured,
+    session_ticks,
+    start_sandbox,
+    worker_pid,
+)
 
 TIME_SCALE = 100_000.0
 WINDOW = 30 * 86400.0  # sandbox seconds per /v1/cdrs window (the API allows 31 days)
@@ -136,22 +144,33 @@ async def _run(sb: Sandbox, n_calls: int, concurrency: int, timeout: float) -> d
 
 
 def run(
-    procs: Processes, n_calls: int, timeout: float, profile_dir: Path | None = None
+    procs: Processes,
+    n_calls: int,
+    timeout: float,
+    profile_dir: Path | None = None,
+    start: Starter = start_sandbox,
+    label: str = "lifecycle",
 ) -> dict[str, Any]:
-    print(f"bench: lifecycle benchmark ({n_calls} calls, time scale {TIME_SCALE:g})", flush=True)
-    sb = start_sandbox(procs, "lifecycle", time_scale=TIME_SCALE)
+    print(f"bench: {label} benchmark ({n_calls} calls, time scale {TIME_SCALE:g})", flush=True)
+    sb = start(procs, label, time_scale=TIME_SCALE)
+    ticks = session_ticks(sb, start)
     result = run_measured(
         procs,
         sb,
-        "lifecycle",
+        label,
         profile_dir,
         lambda: _run(sb, n_calls, concurrency=32, timeout=timeout),
+        worker_pid(start),
     )
+    cpu_s = (session_ticks(sb, start) - ticks) / 100
+    result["cpu_seconds"] = round(cpu_s, 2)
+    result["calls_per_cpu_s"] = round(result["cdrs"] / cpu_s, 1) if cpu_s > 0 else None
     print(
         f"bench:   {result['cdrs']}/{result['accepted']} ended in "
         f"{result['end_to_end_seconds']} s -> {result['calls_per_s']} calls/s, "
-        f"lost {result['lost']} (POSTs at {result['post_rate']}/s)",
+        f"lost {result['lost']} (POSTs at {result['post_rate']}/s; "
+        f"{result['cpu_seconds']} CPU s -> {result['calls_per_cpu_s']} calls per CPU s)",
         flush=True,
     )
-    procs.stop(sb.proc)
+    procs.close()  # the sandbox, and on PostgreSQL its workers and database
     return result

@@ -77,6 +77,7 @@ def evaluate(results: dict[str, Any]) -> list[dict[str, Any]]:
                 " ms",
             )
         )
+    out += _scale_out_targets(results)
     fair = results.get("fairness")
     if fair and "error" not in fair:
         out.append(
@@ -98,6 +99,84 @@ def evaluate(results: dict[str, Any]) -> list[dict[str, Any]]:
                     "<=",
                     100.0,
                     " ms",
+                )
+            )
+    return out
+
+
+SECOND_WORKER_GAIN = 1.5
+SATURATED_CPU_PER_CPU_S = 0.9
+"""A second worker process: ≥ 1.5 × the lifecycle throughput, or (the cores saturated)
+calls per CPU-second within 10 % of one worker's."""
+
+
+def _ok(section: Any) -> bool:
+    return bool(section) and "error" not in section
+
+
+def _scale_out_targets(results: dict[str, Any]) -> list[dict[str, Any]]:
+    """Issue 17, item 4: PostgreSQL + Redis against ``serve``, in the same run."""
+    out: list[dict[str, Any]] = []
+    http = results.get("pg_http")
+    if _ok(http):
+        for row in http["rows"]:
+            if row.get("target_ratio") is not None:
+                out.append(
+                    _target(
+                        f"PG {row['label']}: req/s over serve's",
+                        row.get("ratio"),
+                        ">=",
+                        row["target_ratio"],
+                        "",
+                    )
+                )
+    life = results.get("pg_lifecycle")
+    if _ok(life):
+        one, two = life.get("1"), life.get("2")
+        if one:
+            out.append(
+                _target(
+                    f"PG lifecycle, 1 worker: calls/s end to end ({one['calls']} calls)",
+                    one["calls_per_s"],
+                    ">=",
+                    LIFECYCLE_CALLS_PER_S,
+                    "",
+                )
+            )
+        for n, run in life.items():
+            out.append(
+                _target(f"PG lifecycle, {n} worker(s): lost calls", run["lost"], "<=", 0, "")
+            )
+        if one and two and one["calls_per_s"] and two["calls_per_s"]:
+            gain = two["calls_per_s"] / one["calls_per_s"]
+            per_cpu = (
+                two["calls_per_cpu_s"] / one["calls_per_cpu_s"]
+                if one.get("calls_per_cpu_s") and two.get("calls_per_cpu_s")
+                else None
+            )
+            row = _target(
+                "PG lifecycle: 2nd worker, throughput gain (or calls per CPU-s kept)",
+                round(gain, 2),
+                ">=",
+                SECOND_WORKER_GAIN,
+                "×",
+            )
+            row["calls_per_cpu_s_ratio"] = None if per_cpu is None else round(per_cpu, 2)
+            if not row["pass"] and per_cpu is not None and per_cpu >= SATURATED_CPU_PER_CPU_S:
+                row["pass"] = True
+                row["target"] += f" or per CPU-s ≥ {SATURATED_CPU_PER_CPU_S:g}× ({per_cpu:.2f})"
+            out.append(row)
+    dlv = results.get("pg_delivery")
+    if _ok(dlv):
+        one = dlv.get("1")
+        if one:
+            out.append(
+                _target(
+                    "PG delivery, 1 worker: deliveries/s (burst)",
+                    one["burst"]["deliveries_per_s"],
+                    ">=",
+                    DELIVERIES_PER_S,
+                    "",
                 )
             )
     return out
@@ -126,8 +205,63 @@ def _f(value: Any, fmt: str = ",.0f") -> str:
     return "-" if value is None else format(value, fmt)
 
 
+def _print_scale_out(results: dict[str, Any]) -> None:
+    http = results.get("pg_http")
+    if _ok(http):
+        rows = []
+        for r in http["rows"]:
+            s = r["sandbox"]
+            rows.append(
+                [
+                    r["label"],
+                    _f(s["rps"]),
+                    _f(s["p50_ms"], ".2f"),
+                    _f(s["p99_ms"], ".2f"),
+                    _f(r.get("serve_rps")),
+                    "-" if r.get("ratio") is None else f"{r['ratio']:.2f}",
+                    "-" if r["target_ratio"] is None else f">= {r['target_ratio']:g}",
+                    "" if r.get("pass") is None else ("✓" if r["pass"] else "✗"),
+                    str(r["sandbox_failed_requests"]),
+                    f"{r.get('other_cpu_pct', 0):.0f}%",
+                ]
+            )
+        print()
+        print(
+            "PostgreSQL + Redis: api --workers 2 + 1 worker (wrk, "
+            f"{http['wrk']['connections']} connections; ratio = req/s over serve's, same run)"
+        )
+        headers = ["endpoint", "req/s", "p50", "p99", "serve req/s", "ratio", "target", ""]
+        print(_table([*headers, "errors", "other"], rows))
+        gen = http.get("cdr_generation")
+        if gen:
+            print(
+                f"CDR generation on PostgreSQL: {gen['rows']:,} rows in {gen['seconds']} s "
+                f"({gen['rows_per_s']:,} rows/s)"
+            )
+    life = results.get("pg_lifecycle")
+    if _ok(life):
+        for n, run in life.items():
+            print(
+                f"PG lifecycle, {n} worker(s): {run['cdrs']}/{run['accepted']} ended in "
+                f"{run['end_to_end_seconds']} s -> {run['calls_per_s']} calls/s; POSTs "
+                f"{run['post_rate']}/s; lost {run['lost']}; {run.get('cpu_seconds')} CPU s "
+                f"-> {run.get('calls_per_cpu_s')} calls per CPU s"
+            )
+    dlv = results.get("pg_delivery")
+    if _ok(dlv):
+        for n, run in dlv.items():
+            st, bu = run["steady"], run["burst"]
+            print(
+                f"PG delivery, {n} worker(s) ({run['hooks']} hooks): steady p50 "
+                f"{st['p50_ms']} ms, p99 {st['p99_ms']} ms; burst {bu['deliveries_received']}/"
+                f"{bu['deliveries_expected']} in {bu['seconds']} s -> "
+                f"{bu['deliveries_per_s']} deliveries/s"
+            )
+
+
 def print_tables(results: dict[str, Any]) -> None:
-    for name in ("http", "lifecycle", "delivery", "fairness", "bulk"):
+    names = ("http", "lifecycle", "delivery", "fairness", "bulk", "pg_http", "pg_lifecycle")
+    for name in (*names, "pg_delivery"):
         section = results.get(name)
         if section and "error" in section:
             print(f"\n{name}: FAILED: {section['error'].splitlines()[0]}")
@@ -212,6 +346,7 @@ def print_tables(results: dict[str, Any]) -> None:
             f"{bu['deliveries_per_s']} deliveries/s (p50 {bu['latency_p50_ms']} ms under "
             f"backlog; pending after {bu['pending_after']}, failed {bu['failed_after']})"
         )
+    _print_scale_out(results)
     targets = results.get("targets") or []
     if targets:
         print()
@@ -226,7 +361,7 @@ def print_tables(results: dict[str, Any]) -> None:
                         if isinstance(t["value"], float)
                         else str(t["value"]),
                         t["target"],
-                        "PASS" if t["pass"] else "FAIL",
+                        "✓" if t["pass"] else "✗",
                     ]
                     for t in targets
                 ],

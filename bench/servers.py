@@ -101,6 +101,8 @@ class Processes:
     def __init__(self, keep_data: bool = False) -> None:
         self.procs: list[Running] = []
         self.dirs: list[Path] = []
+        self.cleanups: list[Callable[[], None]] = []
+        """Run once the processes are stopped (newest first): a bench database to drop."""
         self.keep_data = keep_data
 
     def __enter__(self) -> Processes:
@@ -121,6 +123,12 @@ class Processes:
                 proc.stop()
             except Exception as err:
                 print(f"bench: could not stop pid {proc.pid}: {err}")
+        while self.cleanups:
+            cleanup = self.cleanups.pop()
+            try:
+                cleanup()
+            except Exception as err:
+                print(f"bench: cleanup failed: {err}")
         while self.dirs:
             path = self.dirs.pop()
             if self.keep_data:
@@ -255,6 +263,36 @@ def start_sandbox(
     return Sandbox(proc, proc.admin_token, data_dir, time_scale)
 
 
+class Starter(Protocol):
+    """What starts the sandbox a benchmark runs against: ``start_sandbox`` (``serve``) or
+    ``bench.pg.ScaleOut`` (``api --workers 2`` + workers on PostgreSQL + Redis)."""
+
+    def __call__(self, procs: Processes, name: str, *, time_scale: float = 1.0) -> Sandbox: ...
+
+
+def worker_pid(start: Starter) -> int | None:
+    """The (first) worker process of a PostgreSQL deployment: what a profile samples
+    there (``serve`` runs its worker in the API process)."""
+    from bench import pg
+
+    if isinstance(start, pg.ScaleOut) and start.worker_procs:
+        return start.worker_procs[0].pid
+    return None
+
+
+def session_ticks(sb: Sandbox, start: Starter) -> int:
+    """CPU ticks so far of everything ``sb`` runs on: its processes' sessions (``serve``:
+    with its embedded Redis), and on PostgreSQL the workers and the database's backends."""
+    from bench import pg
+
+    sessions = {sb.proc.pid}
+    database = ""
+    if isinstance(start, pg.ScaleOut):
+        sessions |= {w.pid for w in start.worker_procs}
+        database = start.database
+    return pg.cpu_ticks(sessions, database)
+
+
 def restart_sandbox(procs: Processes, sb: Sandbox) -> Sandbox:
     """Stop and start the same sandbox (same data dir, port, admin token and settings)."""
     sb.close()
@@ -362,9 +400,11 @@ def run_measured(
     label: str,
     profile_dir: Path | None,
     work: Callable[[], Coroutine[Any, Any, dict[str, Any]]],
+    profile_pid: int | None = None,
 ) -> dict[str, Any]:
     """Run ``work()`` against ``sb`` while measuring the machine's other CPU load (and,
-    with a profile dir, sampling the sandbox with py-spy); closes ``sb``'s client. The
+    with a profile dir, sampling the sandbox — or ``profile_pid``, e.g. a worker process
+    — with py-spy); closes ``sb``'s client. The
     result gains ``other_cpu_pct``, ``profile`` (when sampled) and ``rss_after_mb``."""
     from bench import profile
 
@@ -372,8 +412,9 @@ def run_measured(
         with ExitStack() as stack:
             prof = None
             if profile_dir is not None:
+                pid = sb.proc.pid if profile_pid is None else profile_pid
                 prof = stack.enter_context(
-                    profile.recording(sb.proc.pid, profile_dir / f"{label}.txt", label)
+                    profile.recording(pid, profile_dir / f"{label}.txt", label)
                 )
             with ForeignLoad(procs).measuring() as foreign:
                 result = asyncio.run(work())

@@ -11,6 +11,7 @@ from alembic import command
 from sqlalchemy import Connection, select, text
 
 from tests.support.sandbox import fresh_database, fresh_redis_url, make_settings
+from unlimcall_sandbox.server import demo_data, ids
 from unlimcall_sandbox.server.db.engine import dispose, make_engine, write
 from unlimcall_sandbox.server.db.migrate import alembic_config, migrate
 from unlimcall_sandbox.server.db.tables import cdrs
@@ -78,3 +79,35 @@ async def test_0004_gives_existing_cdrs_their_wire_json(backend: str, tmp_path: 
         values += [row[c] for c in ("disposition", "sip_username", "sell_price_cents")]
         values += [row[c] for c in ("currency", "country", "did")]
         assert msgspec.json.decode(row["wire"]) == msgspec.to_builtins(to_struct(values))
+
+
+async def test_0009_continues_the_numbers_the_counters_handed_out(
+    backend: str, tmp_path: Path
+) -> None:
+    """Sequences (PostgreSQL) start past what the counters rows had given; SQLite keeps
+    the rows. Either way the next call, hook, event and demo number follows on, and a
+    reset starts every one from 1 again."""
+    async with fresh_database(backend, tmp_path) as db_url:
+        settings = make_settings(tmp_path, db_url, await fresh_redis_url(backend))
+        engine = make_engine(settings)
+        try:
+            async with write(engine) as conn:
+                await conn.run_sync(_to("0008"))
+                for i, name in enumerate(ids.SEQUENCES):
+                    await conn.execute(
+                        text("INSERT INTO counters (name, value) VALUES (:name, :value)"),
+                        {"name": name, "value": 40 + i},
+                    )
+            await migrate(engine)
+            async with write(engine) as conn:
+                after = [await ids.next_id(conn, name) for name in ids.SEQUENCES]
+                again = await ids.next_id(conn, "call")
+            async with write(engine) as conn:
+                await demo_data.wipe(conn)
+            async with write(engine) as conn:
+                restarted = [await ids.next_id(conn, name) for name in ids.SEQUENCES]
+        finally:
+            await dispose(engine)
+    assert after == [41, 42, 43, 44]
+    assert again == 42
+    assert restarted == [1, 1, 1, 1]

@@ -24,7 +24,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from contextlib import suppress
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -153,6 +153,7 @@ def launch_sandbox(
     env: Mapping[str, str] | None = None,
     *,
     command: str = "serve",
+    args: Sequence[str] = (),
     data_dir: Path | None = None,
     port: int | None = None,
     admin_token: str | None = None,
@@ -165,6 +166,7 @@ def launch_sandbox(
     """Start ``unlimcall-sandbox <command>`` and (``ready``) wait until it answers.
 
     ``env``: settings (``UNLIMCALL_*``) and any other variables, over the launch defaults.
+    ``args``: more command-line arguments (``["--workers", "2"]`` for ``api``).
     ``data_dir``: kept when given; else a temporary one, removed by ``stop``. ``port``:
     a free one unless given (to restart on the same). ``log_path``: stdout and stderr,
     appended (default ``<data_dir>/<command>.log``). ``ready=False`` returns at once:
@@ -194,7 +196,7 @@ def launch_sandbox(
     try:
         with log_path.open("ab") as log:
             process = subprocess.Popen(  # noqa: S603 - our own command, no shell
-                [*sandbox_command(), command],
+                [*sandbox_command(), command, *args],
                 cwd=cwd,
                 env=full_env,
                 stdin=subprocess.DEVNULL,
