@@ -12,7 +12,6 @@ Nothing here can leave the machine, even with the policy broken:
 
 from __future__ import annotations
 
-import json
 import logging
 import socket
 from collections.abc import AsyncIterator, Iterator
@@ -24,6 +23,7 @@ import pytest
 
 from tests.support.receiver import Receiver
 from tests.support.sandbox import Sandbox, sandbox_for
+from unlimcall_sandbox.logs import fields
 from unlimcall_sandbox.server.db.engine import read
 from unlimcall_sandbox.server.services import dashboard as dashboard_service
 
@@ -202,9 +202,9 @@ async def test_a_reserved_address_is_blocked_once_for_good(
     assert len(public_dns.asked) == asked
     assert attempts_to(network, 443) == []
     # The delivery log line and the dashboard say the same.
-    lines = [json.loads(r.getMessage()) for r in caplog.records if r.name == "unlimcall.delivery"]
+    lines = [fields(r) for r in caplog.records if r.name == "unlimcall.delivery"]
     assert [
-        (x["error"], x["outcome"], x["retryInSec"]) for x in lines if x["deliveryId"] == d["id"]
+        (x["error"], x["outcome"], x["retry_in_sec"]) for x in lines if x["delivery_id"] == d["id"]
     ] == [(expected, "permanent", None)]
     async with read(public_sb.rt.engine) as conn:
         changed = await dashboard_service.changes(conn, int(customer), 0.0)

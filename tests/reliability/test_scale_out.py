@@ -326,7 +326,7 @@ async def run_scenario(
 
     # -- no attempt recorded by two workers -------------------------------------------------
     logged = Counter(
-        (line["deliveryId"], line["attempt"])
+        (line["delivery_id"], line["attempt"])
         for proc in workers
         for line in delivery_log_lines(proc)
     )

@@ -357,7 +357,7 @@ def _run(args: argparse.Namespace) -> int:
             settings.refuse_weak_admin_token()
         except ValueError as exc:
             raise CliError(str(exc), 2) from None
-        serving.configure_logging()
+        serving.configure_logging(settings)
         if args.command == "serve":
             return serving.run_server(settings, workers=1, with_worker=True)
         if args.workers < 1:
@@ -365,11 +365,11 @@ def _run(args: argparse.Namespace) -> int:
         return serving.run_server(settings, workers=args.workers, with_worker=False)
     if args.command == "worker":
         settings = load_settings(overrides_from(args, WORKER_FLAGS))
-        serving.configure_logging()
+        serving.configure_logging(settings)
         return serving.run_worker(settings)
     if args.command == "migrate":
         settings = load_settings(overrides_from(args, MIGRATE_FLAGS))
-        serving.configure_logging()
+        serving.configure_logging(settings)
         return serving.run_migrate(settings)
     if args.command == "token":
         settings = load_settings(overrides_from(args, TOKEN_FLAGS))

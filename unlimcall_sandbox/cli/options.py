@@ -11,6 +11,7 @@ from dataclasses import dataclass
 import msgspec
 
 from unlimcall_sandbox.cli.errors import CliError
+from unlimcall_sandbox.logs import LOG_FORMATS
 from unlimcall_sandbox.server.settings import Settings
 
 EGRESS_CHOICES = ("loopback", "public", "any")
@@ -114,6 +115,13 @@ SETTING_FLAGS: dict[str, SettingFlag] = {
             "where webhooks may go: loopback only, public addresses only, or anywhere",
             choices=EGRESS_CHOICES,
         ),
+        SettingFlag(
+            "log_format",
+            "--log-format",
+            "{auto,json,text}",
+            "log lines on stderr: JSON objects, readable text, or auto (text on a terminal)",
+            choices=LOG_FORMATS,
+        ),
     )
 }
 
@@ -143,8 +151,9 @@ WORKER_FLAGS = (
     "database_url",
     "redis_url",
     "webhook_egress",
+    "log_format",
 )
-MIGRATE_FLAGS = ("data_dir", "time_scale", "seed", "database_url")
+MIGRATE_FLAGS = ("data_dir", "time_scale", "seed", "database_url", "log_format")
 TOKEN_FLAGS = ("data_dir", "database_url")
 
 # Settings only the API side reads: the worker's help leaves them out.

@@ -12,7 +12,6 @@ import asyncio
 import contextlib
 import errno
 import importlib.util
-import logging
 import os
 import socket
 import sys
@@ -21,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 
-from unlimcall_sandbox import __version__
+from unlimcall_sandbox import __version__, logs
 from unlimcall_sandbox.cli.errors import PROG, CliError, reason
 from unlimcall_sandbox.cli.options import SETTING_FLAGS, env_name
 from unlimcall_sandbox.server import credentials
@@ -34,10 +33,10 @@ if TYPE_CHECKING:
 APP_FACTORY = "unlimcall_sandbox.cli.serving:app_factory"
 
 
-def configure_logging() -> None:
-    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
-    for noisy in ("arq.worker", "arq.jobs", "httpx", "alembic", "uvicorn.error"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
+def configure_logging(settings: Settings | None = None) -> None:
+    """Log lines on stderr, JSON or text (``UNLIMCALL_LOG_FORMAT``): ``unlimcall_sandbox.logs``.
+    The banner and ``token create``'s token are not log lines: they go to stdout."""
+    logs.configure_logging(settings.log_format if settings is not None else "auto")
 
 
 def app_factory() -> Litestar:
@@ -45,8 +44,9 @@ def app_factory() -> Litestar:
     parent exported its flags there), no in-process worker."""
     from unlimcall_sandbox.server.app import create_app
 
-    configure_logging()
-    return create_app(Settings.from_env())
+    settings = Settings.from_env()
+    configure_logging(settings)
+    return create_app(settings)
 
 
 # -- storage: data dir, credentials, database file ----------------------------------------
@@ -318,10 +318,13 @@ def banner(
 # -- commands ------------------------------------------------------------------------------
 
 
-def _uvicorn_options() -> dict[str, Any]:
+def _uvicorn_options(settings: Settings, *, children: bool = False) -> dict[str, Any]:
     return {
         "loop": "uvloop" if importlib.util.find_spec("uvloop") else "auto",
         "http": "httptools" if importlib.util.find_spec("httptools") else "auto",
+        # The children of --workers N log as the CLI does from their first line; one
+        # process keeps what configure_logging() set.
+        "log_config": logs.log_config(settings.log_format) if children else None,
         "log_level": "warning",
         "access_log": False,
         "lifespan": "on",
@@ -336,6 +339,32 @@ def _export(settings: Settings) -> None:
         value = getattr(settings, field, None)
         if value is not None:
             os.environ[env_name(field)] = str(value)
+
+
+def _supervisor(config: Any, sock: socket.socket) -> Any:
+    """uvicorn's supervisor of the API processes; one that exits (or is replaced) has its
+    live gauges dropped from the metrics' sums."""
+    from uvicorn.supervisors import Multiprocess
+
+    from unlimcall_sandbox.server.metrics import process_exited
+
+    class Supervisor(Multiprocess):
+        def _reap(self, before: set[int | None]) -> None:
+            for pid in before - {p.pid for p in self.processes}:
+                if pid is not None:
+                    process_exited(pid)
+
+        def keep_subprocess_alive(self) -> None:
+            before = {p.pid for p in self.processes}
+            super().keep_subprocess_alive()
+            self._reap(before)
+
+        def handle_signals(self) -> None:
+            before = {p.pid for p in self.processes}
+            super().handle_signals()
+            self._reap(before)
+
+    return Supervisor(config, sockets=[sock])
 
 
 def run_server(settings: Settings, *, workers: int, with_worker: bool) -> int:
@@ -359,21 +388,27 @@ def run_server(settings: Settings, *, workers: int, with_worker: bool) -> int:
 
         link = banner_link(settings)  # a one-time sign-in code, stored in the database
         print(banner(settings, demo, serving=True, loaded=loaded, dashboard=link), flush=True)
-        configure_logging()
+        configure_logging(settings)
         if workers > 1:
-            from uvicorn.supervisors import Multiprocess
+            from unlimcall_sandbox.server.metrics import multiprocess_run
 
             _export(settings)
-            config = uvicorn.Config(
-                APP_FACTORY, factory=True, workers=workers, **_uvicorn_options()
-            )
-            Multiprocess(config, sockets=[sock]).run()
+            # /metrics sums every API process: prometheus_client's multiprocess mode, in a
+            # directory made before the processes start (they inherit the variable).
+            with multiprocess_run():
+                config = uvicorn.Config(
+                    APP_FACTORY,
+                    factory=True,
+                    workers=workers,
+                    **_uvicorn_options(settings, children=True),
+                )
+                _supervisor(config, sock).run()
             return 0
         from unlimcall_sandbox.server.app import create_app
         from unlimcall_sandbox.workers.worker import in_process_worker
 
         app = create_app(settings, background=[in_process_worker] if with_worker else [])
-        server = uvicorn.Server(uvicorn.Config(app, **_uvicorn_options()))
+        server = uvicorn.Server(uvicorn.Config(app, **_uvicorn_options(settings)))
         with contextlib.suppress(KeyboardInterrupt):  # uvicorn re-raises the SIGINT it handled
             server.run(sockets=[sock])
         if not server.started:
@@ -415,7 +450,7 @@ def run_worker(settings: Settings) -> int:
     secure_storage(settings)
     settings = with_seed(settings)
     asyncio.run(preflight(settings, demo=False, redis=True))
-    configure_logging()
+    configure_logging(settings)
     asyncio.run(_worker(settings))
     return 0
 

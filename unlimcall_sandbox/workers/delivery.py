@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import time
 from collections import Counter
@@ -199,6 +198,8 @@ class Deliverer:
     timeout: float
     """Real seconds an attempt may take (connect, send, answer)."""
     fair: Fairness = field(default_factory=lambda: Fairness(20, 5))
+    outcomes: Counter[str] = field(default_factory=Counter)
+    """Attempts recorded by this worker, by outcome (``unlimcall_delivery_attempts_total``)."""
 
     @classmethod
     def of(
@@ -482,6 +483,7 @@ async def record(d: Deliverer, finished: list[tuple[Claim, Outcome]]) -> list[st
                 delay = d.clock.real_delay_until(row.next_attempt_at)
                 retries.append(delivery_job(row.delivery_id, row.number + 1, delay))
     await d.jobs.enqueue(retries)
+    d.outcomes.update(row.outcome for _, row in stored)
     if log.isEnabledFor(logging.INFO):
         delays = iter(retries)
         for claim, row in stored:
@@ -492,17 +494,17 @@ async def record(d: Deliverer, finished: list[tuple[Claim, Outcome]]) -> list[st
 
 def _log_attempt(claim: Claim, row: Attempt, retry_in: float | None) -> None:
     log.info(
-        json.dumps(
-            {
-                "msg": "delivery_attempt",
-                "deliveryId": row.delivery_id,
-                "event": claim.event_type,
-                "attempt": row.number,
-                "statusCode": row.status_code,
-                "latencyMs": row.latency_ms,
-                "error": row.error,
-                "outcome": row.outcome,
-                "retryInSec": None if retry_in is None else round(retry_in, 3),
-            }
-        )
+        "delivery_attempt",
+        extra={
+            "delivery_id": row.delivery_id,
+            "hook_id": claim.hook_id,
+            "account_id": claim.account_id,
+            "event": claim.event_type,
+            "attempt": row.number,
+            "status_code": row.status_code,
+            "duration_ms": row.latency_ms,
+            "error": row.error,
+            "outcome": row.outcome,
+            "retry_in_sec": None if retry_in is None else round(retry_in, 3),
+        },
     )

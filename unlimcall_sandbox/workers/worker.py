@@ -19,6 +19,7 @@ from unlimcall_sandbox.server.job_queue import (
     SIMULATE_CALL,
     redis_settings,
 )
+from unlimcall_sandbox.server.metrics import SharedCounters
 from unlimcall_sandbox.server.runtime import Runtime
 from unlimcall_sandbox.workers.delivery import IN_FLIGHT, Deliverer, Slots
 from unlimcall_sandbox.workers.jobs import (
@@ -50,11 +51,25 @@ def make_worker(
         # request at a hundred concurrent deliveries (aiohttp: ~0.3 ms), which capped
         # delivery throughput.
         ctx["http"] = webhook_session(egress, resolver, IN_FLIGHT)
-        ctx["deliverer"] = Deliverer.of(rt, ctx["http"], egress, Slots(IN_FLIGHT))
-        waiting = ctx["deliverer"].fair.is_waiting
+        ctx["deliverer"] = deliverer = Deliverer.of(rt, ctx["http"], egress, Slots(IN_FLIGHT))
+        waiting = deliverer.fair.is_waiting
         ctx["sweeper"] = None if burst else asyncio.create_task(sweep_forever(rt, waiting))
+        # /metrics of any API process: attempts and jobs by outcome, over every worker.
+        ctx["counters"] = counters = SharedCounters(rt.redis)
+        counters.track("delivery_attempts", lambda: deliverer.outcomes)
+        counters.track(
+            "jobs",
+            lambda: {
+                "complete": worker.jobs_complete,
+                "retried": worker.jobs_retried,
+                "failed": worker.jobs_failed,
+            },
+        )
+        counters.start()
 
     async def on_shutdown(ctx: dict[str, Any]) -> None:
+        if "counters" in ctx:
+            await ctx["counters"].close()
         sweeper = ctx.get("sweeper")
         if sweeper is not None:
             sweeper.cancel()
@@ -65,7 +80,7 @@ def make_worker(
         if "http" in ctx:
             await ctx["http"].close()
 
-    return Worker(
+    worker = Worker(
         functions=[
             func(simulate_call, name=SIMULATE_CALL, max_tries=1000),
             func(deliver_webhook, name=DELIVER_WEBHOOK, max_tries=1000),
@@ -87,6 +102,7 @@ def make_worker(
         max_tries=1000,
         retry_jobs=True,
     )
+    return worker
 
 
 SHUTDOWN_GRACE = 5.0
