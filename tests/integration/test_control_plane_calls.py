@@ -79,14 +79,39 @@ async def test_control_plane_call_answers_as_v1_calls_does(sandbox: Sandbox) -> 
     ]
     v1, control = await both({"aiAgentId": agent, "toNumber": "+15005550002"})
     assert v1 == control == (200, {"callId": "<id>", "status": "queued"})
-    for patch in ({"dialerEnabled": False}, {"provisioned": False}, {"status": "suspended"}):
+    for patch in ({"dialerEnabled": False}, {"provisioned": False}):
         await sandbox.patch_account(customer, **patch)
         v1, control = await both({"aiAgentId": agent, "toNumber": "+14155551234"})
         assert v1[0] >= 400 and v1 == control, patch
-        # Suspension is checked before the body is read, as the token's account is.
-        if "status" in patch:
-            assert await both({"bogus": True}) == [v1, v1]
-        await sandbox.patch_account(customer, dialerEnabled=True, provisioned=True, status="active")
+        await sandbox.patch_account(customer, dialerEnabled=True, provisioned=True)
+    # A suspended account: the body is checked first (400 on both), then the contract's
+    # 502 (raw client: the harness's hook takes a 5xx outside /v1 for a crash).
+    await sandbox.patch_account(customer, status="suspended")
+    bogus, control_bogus = await both({"bogus": True})
+    assert bogus == control_bogus and bogus[0] == 400
+    async with httpx.AsyncClient(base_url=sandbox.base_url, timeout=30) as raw:
+        suspended = [
+            await raw.post(
+                "/v1/calls",
+                json={"aiAgentId": agent, "toNumber": "+14155551234"},
+                headers=sandbox.bearer(token),
+            ),
+            await raw.post(
+                f"/_sandbox/accounts/{customer}/calls",
+                json={"aiAgentId": agent, "toNumber": "+14155551234"},
+                headers=sandbox.admin,
+            ),
+        ]
+    assert [(r.status_code, r.json()) for r in suspended] == 2 * [
+        (
+            502,
+            {
+                "error": "originate_failed",
+                "message": "Upstream rejected the originate: account suspended.",
+            },
+        )
+    ]
+    await sandbox.patch_account(customer, status="active")
 
 
 @pytest.mark.parametrize(

@@ -131,6 +131,37 @@ async def test_bad_rules_are_400(clean: Sandbox, body: dict[str, Any]) -> None:
     assert (r.status_code, r.json()["error"]) == (400, "invalid_input"), body
 
 
+@pytest.mark.parametrize(
+    ("operation", "status", "error"),
+    [
+        ("getBalance", 403, None),
+        ("getBalance", None, "account_suspended"),
+        ("listAgents", 500, None),
+        ("createHook", 413, None),
+        ("createHook", 400, "payload_too_large"),
+        ("deleteHook", 409, None),
+        ("originateCall", 403, "account_suspended"),
+        ("getMe", 418, None),
+    ],
+)
+async def test_a_rule_can_inject_only_what_the_operation_lists(
+    clean: Sandbox, operation: str, status: int | None, error: str | None
+) -> None:
+    """A rule that would make /v1 answer outside the contract is refused, saying what the
+    operation lists."""
+    body: dict[str, Any] = {"operation": operation, "action": "error"}
+    body.update({k: v for k, v in (("status", status), ("error", error)) if v is not None})
+    before = (await clean.client.get("/_sandbox/faults", headers=clean.admin)).json()
+    r = await clean.client.post("/_sandbox/faults", json=body, headers=clean.admin)
+    assert (r.status_code, r.json()["error"]) == (400, "invalid_input"), body
+    message = r.json()["message"]
+    assert message.startswith("A fault rule can only inject an error the contract lists: ")
+    assert f"{operation} lists no " in message and "it can be forced to: code=" in message
+    assert "code=401 error=unauthorized" in message
+    after = (await clean.client.get("/_sandbox/faults", headers=clean.admin)).json()
+    assert after == before
+
+
 async def _hooked(sb: Sandbox, receiver: Receiver, path: str) -> tuple[str, str]:
     customer = await sb.account()
     token = await sb.token(customer)

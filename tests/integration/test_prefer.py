@@ -1,15 +1,18 @@
 """Prefer: code=<status> / error=<code> forces one /v1 answer, listed by the contract,
-without side effects and before authentication."""
+without side effects and before authentication. A preference the operation cannot honour
+is ignored (RFC 7240 §2): the request is answered as without it, and the answer says why
+in X-Unlimcall-Prefer-Ignored — never with a status the operation does not list."""
 
 from __future__ import annotations
 
 from typing import Any
 
+import httpx
 import pytest
 
 from tests.support.db import fingerprint
 from tests.support.sandbox import Sandbox
-from unlimcall_sandbox.server.prefer import FORCEABLE
+from unlimcall_sandbox.server.prefer import APPLIED, FORCEABLE, IGNORED
 
 OPS = {
     "getMe": ("GET", "/v1/me"),
@@ -35,7 +38,7 @@ async def valid(sandbox: Sandbox) -> dict[str, Any]:
         "customer": customer,
         "headers": sandbox.bearer(token),
         "calls": {"aiAgentId": agent_id, "toNumber": "+14155551234"},
-        "hooks": {"event": "call.ended", "target_url": "https://example.com/h"},
+        "hooks": {"event": "call.ended", "target_url": f"{sandbox.base_url}/_sandbox/inbox/p"},
     }
 
 
@@ -58,6 +61,8 @@ async def test_every_listed_error_can_be_forced_without_side_effects(
         r = await _send(sandbox, op, prefer, valid)
         assert (r.status_code, r.json()["error"]) == (status, code), prefer
         assert "forced" in r.json()["message"]
+        assert r.headers[APPLIED] == f"code={status}, error={code}"
+        assert IGNORED not in r.headers
         if status == 401:
             assert r.headers["www-authenticate"].startswith("Bearer ")
     r = await _send(sandbox, op, f"code={status}", valid)
@@ -70,27 +75,71 @@ async def test_forcing_needs_no_token(sandbox: Sandbox) -> None:
     assert (r.status_code, r.json()["error"]) == (503, "engine_not_configured")
 
 
+# What each operation answers the "valid" request without a Prefer header.
+NORMAL = {
+    "getMe": 200,
+    "getBalance": 200,
+    "listCdrs": 200,
+    "listAgents": 200,
+    "originateCall": 200,
+    "createHook": 200,
+    "deleteHook": 404,  # an id no hook has
+}
+
+
 @pytest.mark.parametrize(
     ("op", "prefer"),
     [
         ("getMe", "code=500"),
         ("getMe", "error=dialer_required"),
+        ("getBalance", "code=403"),
+        ("getBalance", "error=account_suspended"),
+        ("listCdrs", "code=413"),
         ("listAgents", "code=404"),
+        ("listAgents", "code=400, error=invalid_input"),
         ("originateCall", "code=409, error=originate_failed"),
+        ("originateCall", "code=403"),
         ("createHook", "code=abc"),
+        ("createHook", "code=500"),
         ("deleteHook", "code=200"),
-        ("getBalance", "error=nope"),
+        ("deleteHook", "error=invalid_prefer"),
     ],
 )
-async def test_unlisted_combinations_say_what_is_allowed(
+async def test_an_unusable_preference_is_ignored_and_says_why(
     sandbox: Sandbox, valid: dict[str, Any], op: str, prefer: str
 ) -> None:
     r = await _send(sandbox, op, prefer, valid)
-    assert (r.status_code, r.json()["error"]) == (400, "invalid_prefer")
-    if "abc" not in prefer:
-        assert "can be forced to: code=" in r.json()["message"]
+    assert r.status_code == NORMAL[op], r.text
+    assert APPLIED not in r.headers
+    reason = r.headers[IGNORED]
+    if "abc" in prefer:
+        assert reason == 'code="abc" is not an HTTP status'
+    else:
+        assert reason.startswith(f"{op} lists no ")
+        assert "it can be forced to: code=" in reason
+    if r.status_code >= 400:
+        assert r.json()["error"] == "not_found"
+
+
+async def test_an_ignored_preference_is_reported_on_errors_too(sandbox: Sandbox) -> None:
+    """Whatever answers — the gate (no token), the handler (bad body) — the reason is there;
+    and several Prefer headers are one list."""
+    r = await sandbox.client.get("/v1/me", headers={"Prefer": "code=500"})
+    assert (r.status_code, r.json()["error"]) == (401, "unauthorized")
+    assert r.headers[IGNORED].startswith("getMe lists no 500;")
+    h = sandbox.bearer(await sandbox.token(await sandbox.account()))
+    r = await sandbox.client.post("/v1/hooks", content=b"{", headers={**h, "Prefer": "code=409"})
+    assert (r.status_code, r.json()["error"]) == (400, "invalid_input")
+    assert r.headers[IGNORED].startswith("createHook lists no 409;")
+    r = await sandbox.client.get(
+        "/v1/balance",
+        headers=httpx.Headers([*h.items(), ("Prefer", "return=minimal"), ("Prefer", "code=500")]),
+    )
+    assert (r.status_code, r.json()["error"]) == (500, "balance_unavailable")
+    assert r.headers[APPLIED] == "code=500, error=balance_unavailable"
 
 
 async def test_other_preferences_change_nothing(sandbox: Sandbox, valid: dict[str, Any]) -> None:
     r = await _send(sandbox, "getMe", "return=minimal, respond-async", valid)
     assert r.status_code == 200
+    assert IGNORED not in r.headers and APPLIED not in r.headers

@@ -24,7 +24,7 @@ from unlimcall_sandbox.server.clock import iso
 from unlimcall_sandbox.server.db.port import Conn, Database
 from unlimcall_sandbox.server.db.tables import faults
 from unlimcall_sandbox.server.errors import InvalidInput, NotFound
-from unlimcall_sandbox.server.prefer import FORCEABLE, InvalidPrefer, resolve
+from unlimcall_sandbox.server.prefer import FORCEABLE, Unusable, resolve
 from unlimcall_sandbox.server.services.events import EVENT_TYPES
 from unlimcall_sandbox.server.structs import FaultRule
 
@@ -78,10 +78,14 @@ def _validate(data: FaultCreate) -> dict[str, Any]:
         if data.action == "error":
             if data.operation is None:
                 raise InvalidInput("an error rule needs an operation (its errors differ).")
+            # Only what the contract lists for the operation (as for Prefer): a rule can
+            # never make /v1 answer an undocumented status.
             try:
                 forced = resolve(data.operation, data.status, data.error)
-            except InvalidPrefer as exc:
-                raise InvalidInput(exc.message) from exc
+            except Unusable as exc:
+                raise InvalidInput(
+                    f"A fault rule can only inject an error the contract lists: {exc.reason}."
+                ) from exc
             if forced is None:
                 raise InvalidInput("an error rule needs a status, an error code, or both.")
             params = {"status": forced.status, "error": forced.code}
