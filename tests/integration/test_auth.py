@@ -128,15 +128,44 @@ async def test_revoked_token_is_rejected_at_once(sandbox: Sandbox) -> None:
     assert again.status_code == 404
 
 
-async def test_suspended_account_is_403_everywhere(sandbox: Sandbox) -> None:
-    customer, token, _ = await sandbox.customer_with_agent()
-    assert (await sandbox.client.get("/v1/me", headers=sandbox.bearer(token))).status_code == 200
-    await sandbox.patch_account(customer, status="suspended")
-    r = await sandbox.client.get("/v1/me", headers=sandbox.bearer(token))
-    assert r.status_code == 403
-    assert r.json()["error"] == "account_suspended"
-    await sandbox.patch_account(customer, status="active")
-    assert (await sandbox.client.get("/v1/me", headers=sandbox.bearer(token))).status_code == 200
+async def test_a_suspended_account_gets_only_documented_answers(sandbox: Sandbox) -> None:
+    """Contract-first (docs/statuses.md): 403 only where the contract lists it (/me); the
+    balance says blocked; originating is the listed 502; everything else works."""
+    sb = sandbox
+    customer, token, agent_id = await sb.customer_with_agent()
+    h = sb.bearer(token)
+    assert (await sb.client.get("/v1/me", headers=h)).status_code == 200
+    assert (await sb.client.get("/v1/balance", headers=h)).json()["blocked"] is False
+    await sb.patch_account(customer, status="suspended")
+
+    r = await sb.client.get("/v1/me", headers=h)
+    assert (r.status_code, r.json()["error"]) == (403, "account_suspended")
+    r = await sb.client.get("/v1/balance", headers=h)
+    assert r.status_code == 200
+    assert (r.json()["blocked"], r.json()["balance"]) == (True, 100.0)
+    assert (await sb.client.get("/v1/cdrs", headers=h)).status_code == 200
+    assert (await sb.client.get("/v1/agents", headers=h)).json()["count"] == 1
+    call = {"aiAgentId": agent_id, "toNumber": "+14155551234"}
+    r = await sb.client.post("/v1/calls", json=call, headers=h)
+    assert (r.status_code, r.json()["error"]) == (502, "originate_failed")
+    assert "account suspended" in r.json()["message"]
+    # The body is still checked first: a bad one is the listed 400.
+    r = await sb.client.post("/v1/calls", json={"toNumber": 5}, headers=h)
+    assert (r.status_code, r.json()["error"]) == (400, "invalid_input")
+    hook = {"event": "call.ended", "target_url": f"{sb.base_url}/_sandbox/inbox/suspended"}
+    r = await sb.client.post("/v1/hooks", json=hook, headers=h)
+    assert r.status_code == 200
+    r = await sb.client.delete(f"/v1/hooks/{r.json()['id']}", headers=h)
+    assert r.status_code == 204
+    # A missing scope is still 401 (the scope is checked for a suspended account too).
+    agents_only = sb.bearer(await sb.token(customer, scopes=["read:agents"]))
+    r = await sb.client.get("/v1/balance", headers=agents_only)
+    assert (r.status_code, r.json()["error"]) == (401, "unauthorized")
+
+    await sb.patch_account(customer, status="active")
+    assert (await sb.client.get("/v1/me", headers=h)).status_code == 200
+    assert (await sb.client.get("/v1/balance", headers=h)).json()["blocked"] is False
+    assert (await sb.client.post("/v1/calls", json=call, headers=h)).status_code == 200
 
 
 async def test_tokens_never_cross_accounts(sandbox: Sandbox) -> None:

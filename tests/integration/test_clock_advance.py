@@ -186,7 +186,7 @@ async def test_another_process_picks_up_an_advance(fresh: Any) -> None:
         other = await load_clock(sb.rt.engine, STILL)  # as another process holds it
         before = other.now()
         await _advance(sb, {"seconds": 3600})
-        await clock_service.sync(sb.rt.engine, other, 0.0)
+        await clock_service.sync(sb.rt.db, other, 0.0)
         assert abs(other.now() - (before + 3600)) < 1
         assert abs(other.now() - sb.rt.clock.now()) < 1
 

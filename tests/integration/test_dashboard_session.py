@@ -193,9 +193,12 @@ async def test_signing_in_with_the_admin_token_and_out(sandbox: Sandbox) -> None
 
 async def test_a_session_belongs_to_the_admin_token_it_was_made_with(sandbox: Sandbox) -> None:
     session = await _signed_in(sandbox)
-    async with read(sandbox.rt.engine) as conn:
-        assert await dashboard_session.valid(conn, session, ADMIN)
-        assert not await dashboard_session.valid(conn, session, ADMIN + "-rotated")
+    now = sandbox.rt.clock.real_now()
+    async with sandbox.rt.db.read() as conn:
+        assert await dashboard_session.valid(conn, session, ADMIN, now)
+        assert not await dashboard_session.valid(conn, session, ADMIN + "-rotated", now)
+        # Its expiry is read from the one clock: a day later it is gone.
+        assert not await dashboard_session.valid(conn, session, ADMIN, now + 86400)
 
 
 async def test_the_live_stream_takes_the_cookie(sandbox: Sandbox) -> None:

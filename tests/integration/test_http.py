@@ -10,6 +10,7 @@ import pytest
 
 from tests.support.contract import SPEC_PATH
 from tests.support.sandbox import Sandbox
+from unlimcall_sandbox.logs import fields
 
 
 async def test_unknown_path_and_wrong_method_are_json_envelopes(sandbox: Sandbox) -> None:
@@ -60,28 +61,36 @@ async def test_access_log_line_carries_the_request_id(
     async with fresh(log_requests=True) as sb:  # type: ignore[operator]
         with caplog.at_level(logging.INFO, logger="unlimcall.access"):
             r = await sb.client.get("/v1/agents", headers={"X-Request-Id": "trace-42"})
-        lines = [
-            json.loads(rec.getMessage()) for rec in caplog.records if rec.name == "unlimcall.access"
-        ]
-        line = next(x for x in lines if x["requestId"] == "trace-42")
+        lines = [fields(rec) for rec in caplog.records if rec.name == "unlimcall.access"]
+        line = next(x for x in lines if x["request_id"] == "trace-42")
         assert r.headers["x-request-id"] == "trace-42"
         assert (line["status"], line["method"], line["path"]) == (401, "GET", "/v1/agents")
         assert line["route"] == "/v1/agents"
-        assert line["latencyMs"] >= 0
+        assert line["duration_ms"] >= 0
 
 
-async def test_oversized_body_is_413_in_the_envelope(sandbox: Sandbox) -> None:
+async def test_oversized_body_is_400_on_v1_and_413_elsewhere(sandbox: Sandbox) -> None:
+    """The contract lists 400 (no 413) for /v1's body-taking operations; the control plane
+    and OAuth say 413. Both in the envelope, both naming the limit."""
     token = await sandbox.token("1042")
     big = json.dumps(
         {"aiAgentId": "27", "toNumber": "+14155551234", "metadata": {"x": "a" * 70000}}
     )
+    message = f"Request body larger than {sandbox.settings.max_body_bytes} bytes."
     r = await sandbox.client.post(
         "/v1/calls",
         content=big,
         headers={**sandbox.bearer(token), "Content-Type": "application/json"},
     )
-    assert r.status_code == 413
-    assert r.json()["error"] == "payload_too_large"
+    assert (r.status_code, r.json()) == (400, {"error": "invalid_input", "message": message})
+    for path in ("/_sandbox/accounts", "/oauth/token"):
+        r = await sandbox.client.post(
+            path, content=big, headers={**sandbox.admin, "Content-Type": "application/json"}
+        )
+        assert (r.status_code, r.json()) == (
+            413,
+            {"error": "payload_too_large", "message": message},
+        )
 
 
 async def test_metrics_in_prometheus_format(sandbox: Sandbox) -> None:
@@ -96,7 +105,7 @@ async def test_metrics_in_prometheus_format(sandbox: Sandbox) -> None:
     assert 'unlimcall_http_requests_total{method="POST",route="/v1/calls",status="200"}' in text
     assert 'unlimcall_http_requests_total{method="GET",route="/v1/me",status="401"}' in text
     assert (
-        'unlimcall_http_request_duration_seconds_bucket{method="GET",route="/v1/me",le="+Inf"}'
+        'unlimcall_http_request_duration_seconds_bucket{le="+Inf",method="GET",route="/v1/me"}'
         in text
     )
     ended = [

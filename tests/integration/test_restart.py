@@ -18,16 +18,12 @@ async def test_restart_keeps_accounts_tokens_and_cdrs(backend: str, tmp_path: Pa
             since = _week_ago(sb)
             await sb.admin_post(f"/accounts/{customer}/cdrs/generate", {"count": 12})
             before = (
-                await sb.client.get(
-                    "/v1/cdrs", params={"from": since}, headers=sb.bearer(token)
-                )
+                await sb.client.get("/v1/cdrs", params={"from": since}, headers=sb.bearer(token))
             ).json()
         async with running(settings) as sb:
             h = sb.bearer(token)
             assert (await sb.client.get("/v1/balance", headers=h)).json()["balance"] == 9.99
-            after = (
-                await sb.client.get("/v1/cdrs", params={"from": since}, headers=h)
-            ).json()
+            after = (await sb.client.get("/v1/cdrs", params={"from": since}, headers=h)).json()
             assert after == before
             assert after["count"] == 12
             assert (

@@ -110,11 +110,17 @@ async def test_a_job_runs_in_slices_resumes_and_is_found_again_when_lost(fresh: 
         while follow is not None:  # a zero slice: one chunk per run, then a continuation
             runs += 1
             follow = await bulk.run(
-                lambda: sb.rt.db.write(), job_id, sb.settings.resolved_seed, sb.rt.rates, 0.0
+                lambda: sb.rt.db.write(),
+                job_id,
+                sb.settings.resolved_seed,
+                sb.rt.rates,
+                sb.rt.clock.real_now,
+                0.0,
             )
         assert runs == -(-2500 // bulk.CHUNK)
         # A stale duplicate run applies nothing twice.
-        assert await bulk.run(lambda: sb.rt.db.write(), job_id, 7, sb.rt.rates) is None
+        stale = bulk.run(lambda: sb.rt.db.write(), job_id, 7, sb.rt.rates, sb.rt.clock.real_now)
+        assert await stale is None
         job = (await sb.client.get(f"/_sandbox/jobs/{job_id}", headers=sb.admin)).json()
         assert (job["state"], job["done"]) == ("done", 2500)
         async with sb.rt.db.read() as conn:

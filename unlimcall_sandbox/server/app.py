@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
 from typing import Any
 
 from litestar import Litestar, Request, get
 from litestar.config.cors import CORSConfig
-from litestar.datastructures import State
 from litestar.middleware import AbstractMiddleware
 from sqlalchemy import text
 
@@ -24,7 +22,7 @@ from unlimcall_sandbox.server.api.v1 import v1_router
 from unlimcall_sandbox.server.clock import SYNC_TTL, iso
 from unlimcall_sandbox.server.errors import ServiceUnavailable
 from unlimcall_sandbox.server.http import EdgeMiddleware, handle_exception, runtime
-from unlimcall_sandbox.server.metrics import LoopLag, RequestMetrics
+from unlimcall_sandbox.server.metrics import Metrics
 from unlimcall_sandbox.server.metrics import render as render_metrics
 from unlimcall_sandbox.server.runtime import Runtime
 from unlimcall_sandbox.server.services import clock as clock_service
@@ -60,8 +58,7 @@ async def readyz(request: Request[Any, Any, Any]) -> Readiness:
 
 @get("/metrics", media_type="text/plain; version=0.0.4")
 async def metrics(request: Request[Any, Any, Any]) -> str:
-    state = request.app.state
-    return await render_metrics(runtime(request), state.request_metrics, state.loop_lag)
+    return await render_metrics(runtime(request), request.app.state.metrics)
 
 
 class _SandboxTime:
@@ -69,27 +66,31 @@ class _SandboxTime:
     from the database at most once per ``SYNC_TTL`` (another process's advance), the value
     rendered at most once per sandbox second."""
 
-    __slots__ = ("_last", "_state")
+    __slots__ = ("_last", "rt")
 
-    def __init__(self, state: State) -> None:
-        self._state = state
+    def __init__(self) -> None:
+        self.rt: Runtime | None = None  # set by the lifespan while it runs
         self._last: tuple[int, bytes] = (-1, b"")
 
-    def _rt(self) -> Runtime | None:
-        rt: Runtime | None = self._state.get("rt")
-        return rt
+    def _runtime(self) -> Runtime | None:
+        return self.rt
+
+    def stale(self) -> bool:
+        rt = self._runtime()
+        return rt is not None and rt.clock.real_now() - rt.clock.synced_at >= SYNC_TTL
 
     async def refresh(self) -> None:
-        rt = self._rt()
-        if rt is not None and time.time() - rt.clock.synced_at >= SYNC_TTL:
-            try:
-                await clock_service.sync(rt.engine, rt.clock)
-            except Exception:  # the response must not fail for the header's sake
-                log.warning("clock anchor re-read failed", exc_info=True)
-                rt.clock.synced_at = time.time()
+        rt = self._runtime()
+        if rt is None:
+            return
+        try:
+            await clock_service.sync(rt.db, rt.clock)
+        except Exception:  # the response must not fail for the header's sake
+            log.warning("clock anchor re-read failed", exc_info=True)
+            rt.clock.synced_at = rt.clock.real_now()
 
     def header(self) -> bytes | None:
-        rt = self._rt()
+        rt = self._runtime()
         if rt is None:
             return None
         second = int(rt.clock.now())
@@ -102,18 +103,21 @@ def create_app(settings: Settings, background: Sequence[Background] = ()) -> Lit
     settings = settings.with_admin_token()
     contract_bytes = CONTRACT.read_bytes()
 
+    sandbox_time = _SandboxTime()
+
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
         rt = await Runtime.start(settings)
-        app.state.rt = rt
-        app.state.loop_lag.start()
+        app.state.rt = sandbox_time.rt = rt
+        app.state.metrics.start()
         try:
             async with AsyncExitStack() as stack:
                 for factory in background:
                     await stack.enter_async_context(factory(rt))
                 yield
         finally:
-            await app.state.loop_lag.stop()
+            sandbox_time.rt = None
+            await app.state.metrics.stop()
             await rt.close()
 
     app = Litestar(
@@ -139,8 +143,9 @@ def create_app(settings: Settings, background: Sequence[Background] = ()) -> Lit
         logging_config=None,
     )
     # Outside Litestar's router, so that 404s and 405s get a request id and a log line too.
-    app.state.request_metrics = RequestMetrics()
-    app.state.loop_lag = LoopLag()
+    app.state.metrics = counted = Metrics()
+    app.state.request_metrics = counted.requests
+    app.state.loop_lag = counted.lag
     cors = app.asgi_handler  # the outer layer Litestar builds: CORS (from cors_config)
     assert isinstance(cors, AbstractMiddleware)
     app.asgi_handler = EdgeMiddleware(
@@ -150,7 +155,7 @@ def create_app(settings: Settings, background: Sequence[Background] = ()) -> Lit
         body_timeout=settings.body_read_timeout,
         enabled=settings.log_requests,
         under_cors=cors.app,
-        sandbox_time=_SandboxTime(app.state),
+        sandbox_time=sandbox_time,
     )
     app.state.settings = settings
     app.state.contract_bytes = contract_bytes

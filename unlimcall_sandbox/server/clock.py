@@ -38,7 +38,7 @@ class Clock:
     def reanchor(self, scale: float, anchor_real: float, anchor_sandbox: float) -> None:
         """Take the shared anchor, in place: everything holding this object sees it."""
         self.scale, self.anchor_real, self.anchor_sandbox = scale, anchor_real, anchor_sandbox
-        self.synced_at = time.time()
+        self.synced_at = self.wall()
 
     def now(self) -> float:
         """Sandbox time as unix seconds."""

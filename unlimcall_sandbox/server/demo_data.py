@@ -9,6 +9,7 @@ from typing import Any
 from sqlalchemy import delete, func, select, text
 
 from unlimcall_sandbox.resources import FIXTURES
+from unlimcall_sandbox.server import ids
 from unlimcall_sandbox.server.db.port import Conn
 from unlimcall_sandbox.server.db.tables import (
     accounts,
@@ -146,3 +147,4 @@ async def _fix_sequences(conn: Conn) -> None:
 async def wipe(conn: Conn) -> None:
     for table in _ALL_TABLES:
         await conn.execute(delete(table))
+    await ids.restart(conn)

@@ -172,7 +172,7 @@ async def load_clock(engine: AsyncEngine, scale: float) -> Clock:
         if row.scale == scale:
             return Clock(scale, row.anchor_real, row.anchor_sandbox)
         sandbox_now = Clock(row.scale, row.anchor_real, row.anchor_sandbox).now()
-        clk = Clock(scale, time.time(), sandbox_now)
+        clk = Clock(scale, None, sandbox_now)  # anchored at this wall moment
         await conn.execute(
             update(clock_table)
             .where(clock_table.c.id == 1)

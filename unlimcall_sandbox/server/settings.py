@@ -12,6 +12,7 @@ from pathlib import Path
 
 import msgspec
 
+from unlimcall_sandbox.logs import LOG_FORMATS
 from unlimcall_sandbox.server.egress import Egress
 
 ALL_SCOPES: tuple[str, ...] = (
@@ -65,7 +66,8 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
     oauth_token_ttl: int = 3600
     """Lifetime in seconds of an OAuth access token."""
     max_body_bytes: int = 65536
-    """Largest request body accepted; larger is 413 ``payload_too_large``."""
+    """Largest request body accepted; larger is 400 ``invalid_input`` on ``/v1`` (its
+    operations list no 413), 413 ``payload_too_large`` elsewhere."""
     body_read_timeout: float = 10.0
     """Seconds (real time, in total) a client has to send its whole request body; slower is
     408 ``request_timeout`` (on ``/v1``: 400 ``invalid_input``). Bodies are read before any
@@ -103,6 +105,9 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
     """Load the demo dataset into an empty database at start."""
     log_requests: bool = True
     """One structured JSON log line per request."""
+    log_format: str = "auto"
+    """Log lines on stderr: ``json`` (one object per line), ``text`` (readable), or ``auto``
+    (text when stderr is a terminal, else JSON). See ``unlimcall_sandbox.logs``."""
 
     @property
     def effective_database_url(self) -> str:
@@ -173,6 +178,11 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
                 f"UNLIMCALL_TIME_SCALE: expected a number > 0, got {values['time_scale']!r}"
             )
         Egress.parse(settings.webhook_egress, settings.webhook_allow)  # names the variable
+        if settings.log_format not in LOG_FORMATS:
+            raise ValueError(
+                f"UNLIMCALL_LOG_FORMAT: expected one of {', '.join(LOG_FORMATS)}, "
+                f"got {settings.log_format!r}"
+            )
         return settings
 
     def refuse_weak_admin_token(self) -> None:

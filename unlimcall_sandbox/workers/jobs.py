@@ -54,7 +54,7 @@ async def _sync_clock(ctx: dict[str, Any]) -> None:
     ``SYNC_TTL`` old (a stale anchor only makes things due later, never rewrites them)."""
     rt = _rt(ctx)
     fresh = ":adv" in str(ctx.get("job_id", ""))
-    await clock_service.sync(rt.engine, rt.clock, 0.0 if fresh else SYNC_TTL)
+    await clock_service.sync(rt.db, rt.clock, 0.0 if fresh else SYNC_TTL)
 
 
 async def simulate_call(ctx: dict[str, Any], call_id: str) -> str:
@@ -111,7 +111,7 @@ async def sweep_once(
     """Re-enqueue call steps and deliveries that are overdue: their jobs were lost
     (Redis restarted, worker killed). ``waiting``: deliveries this worker holds back
     (``delivery.Fairness``), overdue yet not lost."""
-    await clock_service.sync(rt.engine, rt.clock)
+    await clock_service.sync(rt.db, rt.clock)
     before = rt.clock.now() - SWEEP_GRACE * rt.clock.scale
     async with rt.db.read() as conn:
         calls = await call_service.due_calls(conn, before)
@@ -131,7 +131,7 @@ async def run_bulk_job(ctx: dict[str, Any], job_id: str) -> str:
     """Work on a bulk job (``services.bulk``) for one slice; queue its continuation."""
     rt = _rt(ctx)
     follow = await bulk_service.run(
-        lambda: rt.db.write(), job_id, rt.settings.resolved_seed, rt.rates
+        lambda: rt.db.write(), job_id, rt.settings.resolved_seed, rt.rates, rt.clock.real_now
     )
     if follow is None:
         return "finished"

@@ -90,12 +90,12 @@ async def login(request: Req) -> Redirect:
     session = None
     if code and admin:
         async with rt.db.write() as conn:
-            session = await session_service.redeem(conn, code, admin)
+            session = await session_service.redeem(conn, code, admin, rt.clock.real_now())
     if session is None:
         signed_in = False
         try:
             signed_in = await session_service.session_of(
-                request, runtime(request).db, runtime(request).settings
+                request, rt.db, rt.settings, rt.clock.real_now()
             )
         except session_service.CrossOrigin:
             signed_in = False
@@ -116,9 +116,10 @@ class SessionCreate(msgspec.Struct, forbid_unknown_fields=True):
 
 @get("/dashboard/session", include_in_schema=False)
 async def whoami(request: Req) -> Response[dict[str, Any]]:
+    rt = runtime(request)
     try:
         signed_in = await session_service.session_of(
-            request, runtime(request).db, runtime(request).settings
+            request, rt.db, rt.settings, rt.clock.real_now()
         )
     except session_service.CrossOrigin:
         signed_in = False
@@ -136,7 +137,7 @@ async def sign_in(request: Req) -> Response[dict[str, Any]]:
     if not expected or not hmac.compare_digest(data.token.strip().encode(), expected.encode()):
         raise Unauthorized("That is not the admin token of this sandbox.")
     async with rt.db.write() as conn:
-        session = await session_service.new_session(conn, expected)
+        session = await session_service.new_session(conn, expected, rt.clock.real_now())
     secure = session_service.is_secure(request, rt.settings)
     return Response(
         {"signedIn": True},
@@ -165,7 +166,7 @@ async def new_link(request: Req) -> dict[str, Any]:
     rt = runtime(request)
     assert rt.settings.admin_token
     async with rt.db.write() as conn:
-        code = await session_service.new_code(conn, rt.settings.admin_token)
+        code = await session_service.new_code(conn, rt.settings.admin_token, rt.clock.real_now())
     path = session_service.login_url("", code)
     return {"path": path, "expiresInSec": int(session_service.CODE_TTL)}
 
@@ -301,7 +302,9 @@ def _bearer_ok(request: Req, expected: str) -> bool:
 
 async def _still_signed_in(rt: Runtime, value: str) -> bool:
     async with rt.db.read() as conn:
-        return await session_service.valid(conn, value, rt.settings.admin_token or "")
+        return await session_service.valid(
+            conn, value, rt.settings.admin_token or "", rt.clock.real_now()
+        )
 
 
 @get("/_sandbox/stream/{customer_id:str}")
@@ -313,9 +316,7 @@ async def stream(request: Req, customer_id: FromPath[str]) -> ServerSentEvent:
     expected = rt.settings.admin_token or ""
     by_cookie = None
     if not (expected and _bearer_ok(request, expected)):
-        if not await session_service.session_of(
-            request, runtime(request).db, runtime(request).settings
-        ):
+        if not await session_service.session_of(request, rt.db, rt.settings, rt.clock.real_now()):
             raise Unauthorized(
                 "The stream needs the dashboard's session cookie, "
                 "Authorization: Bearer <admin token> or ?token=<admin token>."

@@ -16,7 +16,7 @@ from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED, HTTP_202_ACCEPT
 
 from unlimcall_sandbox.server import credentials, demo_data
 from unlimcall_sandbox.server.clock import iso
-from unlimcall_sandbox.server.errors import AccountSuspended, InvalidInput, Unauthorized
+from unlimcall_sandbox.server.errors import InvalidInput, Unauthorized
 from unlimcall_sandbox.server.http import (
     TX_BUDGET,
     Tx,
@@ -27,7 +27,7 @@ from unlimcall_sandbox.server.http import (
     runtime,
     runtime_of,
 )
-from unlimcall_sandbox.server.ids import next_counter
+from unlimcall_sandbox.server.ids import next_id
 from unlimcall_sandbox.server.services import accounts as account_service
 from unlimcall_sandbox.server.services import bulk as bulk_service
 from unlimcall_sandbox.server.services import calls as call_service
@@ -80,7 +80,8 @@ async def admin_guard(
     connection: ASGIConnection[Any, Any, Any, Any], _handler: BaseRouteHandler
 ) -> None:
     rt = runtime_of(connection.scope)
-    if await dashboard_session.admitted(connection, rt.db, rt.settings):  # the session cookie
+    # The session cookie (its expiry is wall time, from the one clock).
+    if await dashboard_session.admitted(connection, rt.db, rt.settings, rt.clock.real_now()):
         return
     expected = rt.settings.admin_token or ""
     header = connection.headers.get("authorization", "")
@@ -162,13 +163,12 @@ async def revoke_token(tx: TxDep, token_id: FromPath[str]) -> TokenRevoked:
 
 
 async def _provide_caller(request: Req, customer_id: FromPath[str]) -> int:
-    """The account a call is placed for, checked as ``POST /v1/calls`` checks its token's
-    account, and before the body is read: 404 when unknown, 403 when suspended."""
+    """The account a call is placed for, before the body is read: 404 when unknown. A
+    suspended one is answered by ``originate`` as on ``POST /v1/calls`` (502
+    ``originate_failed``, "account suspended")."""
     account_id = _customer(customer_id)
     async with runtime(request).db.read() as conn:
-        account = await account_service.get(conn, account_id)
-    if account.status == "suspended":
-        raise AccountSuspended()
+        await account_service.get(conn, account_id)
     return account_id
 
 
@@ -273,7 +273,7 @@ async def fire_event(request: Req, tx: TxDep) -> dict[str, Any]:
         data.fields,
         tx.rt.clock.now(),
         tx.rt.settings.resolved_seed,
-        await next_counter(tx.conn, "event"),
+        await next_id(tx.conn, "event"),
         call_service.contact_id,
     )
     tx.after_commit.extend(fired.jobs)
@@ -379,7 +379,7 @@ async def fast_forward(tx: TxDep) -> FastForwarded:
 @get("/clock")
 async def get_clock(request: Req) -> ClockView:
     rt = runtime(request)
-    await clock_service.sync(rt.engine, rt.clock)
+    await clock_service.sync(rt.db, rt.clock)
     return ClockView(sandboxTime=iso(rt.clock.now()), scale=rt.clock.scale)
 
 

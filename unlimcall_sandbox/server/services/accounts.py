@@ -223,17 +223,3 @@ async def create_agent(
         await conn.execute(agents.insert().values(**values).returning(agents.c.id))
     ).scalar_one()
     return (await conn.execute(select(agents).where(agents.c.id == new_id))).one()
-
-
-async def get_agent_for(conn: Conn, account_id: int, agent_id: str) -> Any | None:
-    """The agent ``agent_id`` if it is on ``account_id``; None otherwise (including other
-    accounts' agents: their existence is never revealed)."""
-    if not agent_id.isdigit() or len(agent_id) > 15:
-        return None
-    params = {"w_id": int(agent_id), "w_account": account_id}
-    return (await conn.run(_AGENT_FOR, params)).first()
-
-
-_AGENT_FOR = select(agents).where(
-    agents.c.id == bindparam("w_id"), agents.c.account_id == bindparam("w_account")
-)

@@ -117,17 +117,23 @@ async def _build(
 
 
 async def run(
-    open_write: Opener, job_id: str, seed: int, rates: RateTable, slice_: float = SLICE
+    open_write: Opener,
+    job_id: str,
+    seed: int,
+    rates: RateTable,
+    wall: Callable[[], float],
+    slice_: float = SLICE,
 ) -> JobSpec | None:
     """Work on a job for up to ``slice_`` seconds; returns its continuation, or None when
-    it is finished (or gone)."""
+    it is finished (or gone). ``wall`` is the clock's wall time (``Clock.real_now``), which
+    the job's timestamps and ETA use."""
     started = time.monotonic()
     async with open_write() as conn:
         row = (await conn.execute(select(bulk_jobs).where(bulk_jobs.c.id == job_id))).first()
         if row is None or row.state in (DONE, FAILED):
             return None
         if row.state == QUEUED:
-            now = time.time()
+            now = wall()
             await conn.execute(
                 update(bulk_jobs)
                 .where(bulk_jobs.c.id == job_id)
@@ -145,14 +151,14 @@ async def run(
                 moved = await conn.execute(
                     update(bulk_jobs)
                     .where(bulk_jobs.c.id == job_id, bulk_jobs.c.done == done)
-                    .values(done=done + n, updated_at=time.time())
+                    .values(done=done + n, updated_at=wall())
                 )
                 if moved.rowcount != 1:
                     return None  # another run applied this chunk: it carries the job on
                 await conn.execute(cdrs.insert(), rows)
             done += n
         async with open_write() as conn:
-            now = time.time()
+            now = wall()
             await conn.execute(
                 update(bulk_jobs)
                 .where(bulk_jobs.c.id == job_id)
@@ -161,7 +167,7 @@ async def run(
         return None
     except Exception as exc:
         async with open_write() as conn:
-            now = time.time()
+            now = wall()
             await conn.execute(
                 update(bulk_jobs)
                 .where(bulk_jobs.c.id == job_id)

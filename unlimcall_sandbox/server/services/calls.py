@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from types import SimpleNamespace
 from typing import Any
 
-from sqlalchemy import bindparam, select, update
+from sqlalchemy import and_, bindparam, select, text, update
 
 from unlimcall_sandbox.server import lifecycle
 from unlimcall_sandbox.server.clock import Clock, iso
@@ -30,7 +30,7 @@ from unlimcall_sandbox.server.errors import (
     NotFound,
     OriginateFailed,
 )
-from unlimcall_sandbox.server.ids import derived_uuid, next_counter
+from unlimcall_sandbox.server.ids import derived_uuid, next_id
 from unlimcall_sandbox.server.job_queue import SIMULATE_CALL, JobSpec
 from unlimcall_sandbox.server.lifecycle import Plan
 from unlimcall_sandbox.server.phone import is_e164
@@ -63,7 +63,21 @@ def _validate(body: Any) -> tuple[str, str, str | None]:
 
 
 # Hot-path statements (``Conn.run``, prepared once on SQLite): built once, bound per call.
-_ACCOUNT = select(accounts).where(accounts.c.id == bindparam("w_account"))
+# The account and the agent asked for, in one round trip (no agent: NULLs).
+_ACCOUNT_AGENT = (
+    select(
+        accounts,
+        agents.c.id.label("agent_id"),
+        agents.c.provisioned.label("agent_provisioned"),
+    )
+    .select_from(
+        accounts.outerjoin(
+            agents,
+            and_(agents.c.id == bindparam("w_agent"), agents.c.account_id == accounts.c.id),
+        )
+    )
+    .where(accounts.c.id == bindparam("w_account"))
+)
 _INSERT_CALL = calls.insert()
 _CALL = select(calls).where(calls.c.id == bindparam("w_id"))
 _STEP = update(calls).where(calls.c.id == bindparam("w_id"), calls.c.state == bindparam("w_state"))
@@ -87,27 +101,38 @@ _RESERVE_UNLIMITED = (
     .where(accounts.c.id == bindparam("w_id"))
     .values(reserved_e4=accounts.c.reserved_e4 + bindparam("w_e4"))
 )
-_RELEASE = (
-    update(accounts)
-    .where(accounts.c.id == bindparam("w_id"))
-    .values(reserved_e4=accounts.c.reserved_e4 - bindparam("w_e4"))
-    .returning(
-        accounts.c.currency,
-        accounts.c.account_type,
-        accounts.c.balance_e4,
-        accounts.c.reserved_e4,
-        accounts.c.credit_limit_e4,
-    )
-)
 _CUT = update(calls).where(calls.c.id == bindparam("w_id"))
+# The end of a call (``_finish``): the funds as read, or with the row locked; then the
+# release of the call's hold and the debit in one UPDATE, last — on the condition that
+# what is left above the floor (less the other calls' holds) covers the debit, when the
+# funds were read unlocked.
+_FUNDS_SNAPSHOT = select(
+    accounts.c.currency,
+    accounts.c.account_type,
+    accounts.c.balance_e4,
+    accounts.c.reserved_e4,
+    accounts.c.credit_limit_e4,
+).where(accounts.c.id == bindparam("w_id"))
+_FUNDS_LOCKED = _FUNDS_SNAPSHOT.with_for_update()
+_SETTLE_VALUES = {
+    "reserved_e4": accounts.c.reserved_e4 - bindparam("w_release"),
+    "balance_e4": accounts.c.balance_e4 - bindparam("w_debit"),
+}
+_SETTLE = update(accounts).where(accounts.c.id == bindparam("w_id")).values(_SETTLE_VALUES)
+_SETTLE_COVERED = (
+    update(accounts)
+    .where(
+        accounts.c.id == bindparam("w_id"),
+        accounts.c.balance_e4 - accounts.c.reserved_e4 + bindparam("w_release")
+        >= bindparam("w_need"),
+    )
+    .values(_SETTLE_VALUES)
+)
+_SAVEPOINT = text("SAVEPOINT call_end")
+_ROLLBACK_TO_SAVEPOINT = text("ROLLBACK TO SAVEPOINT call_end")
 RESERVATION_SEC = 60
 """Placement reserves one minute at the destination's rate for each call in flight."""
 INSUFFICIENT_FUNDS = "insufficient_funds"
-_DEBIT = (
-    update(accounts)
-    .where(accounts.c.id == bindparam("w_id"))
-    .values(balance_e4=accounts.c.balance_e4 - bindparam("w_e4"))
-)
 
 
 def floor_e4(account_type: str, credit_limit_e4: int | None) -> int | None:
@@ -118,22 +143,27 @@ def floor_e4(account_type: str, credit_limit_e4: int | None) -> int | None:
     return None if credit_limit_e4 is None else -credit_limit_e4
 
 
-async def _reserve(conn: Conn, account: Any, rates: RateTable, to_number: str) -> int:
-    """Hold one minute at ``to_number``'s rate on the account, or answer
-    ``originate_failed`` (insufficient funds) when what is left does not cover it."""
+def _hold_e4(rates: RateTable, to_number: str) -> int:
+    """What placing a call to ``to_number`` holds: one minute at its rate."""
     rate = rates.rate_for(to_number)
-    hold_e4 = price_cents(RESERVATION_SEC, rate.cents_per_minute) * (account_service.E4 // 100)
+    return price_cents(RESERVATION_SEC, rate.cents_per_minute) * (account_service.E4 // 100)
+
+
+async def _reserve(conn: Conn, account: Any, hold_e4: int) -> None:
+    """Hold ``hold_e4`` on the account, or answer ``originate_failed`` (insufficient
+    funds) when what is left does not cover it. The UPDATE locks the account row until
+    commit (on PostgreSQL every placement and call end of the account queues on it), so
+    it is the transaction's last statement: the lock is held for one round trip."""
     floor = floor_e4(account.account_type, account.credit_limit_e4)
     if floor is None:
         await conn.run(_RESERVE_UNLIMITED, {"w_id": account.id, "w_e4": hold_e4})
-        return hold_e4
+        return
     params = {"w_id": account.id, "w_e4": hold_e4, "w_need": floor + hold_e4}
     if (await conn.run(_RESERVE, params)).rowcount != 1:
         raise OriginateFailed(
             "Upstream rejected the originate: insufficient funds (balance + creditLimit,"
             " less what calls in flight hold, does not cover one minute to this number)."
         )
-    return hold_e4
 
 
 def affordable_sec(available_e4: int, cents_per_minute: Any) -> int:
@@ -177,24 +207,28 @@ def job_for(call_id: str, state: str, delay: float) -> JobSpec:
 async def originate(tx: UnitOfWork, deps: Deps, account_id: int, body: Any) -> CallQueued:
     agent_id, to_number, from_number = _validate(body)
     conn = tx.conn
-    account = (await conn.run(_ACCOUNT, {"w_account": account_id})).one()
+    # An id that is no agent's (not a number, or too long for one) finds none.
+    wanted = int(agent_id) if agent_id.isdigit() and len(agent_id) <= 15 else -1
+    params = {"w_account": account_id, "w_agent": wanted}
+    account = (await conn.run(_ACCOUNT_AGENT, params)).one()
     if not account.engine_configured:
         raise EngineNotConfigured()
     if not account.provisioned:
         raise AccountNotProvisioned()
     if not account.dialer_enabled:
         raise DialerRequired()
-    agent = await account_service.get_agent_for(conn, account_id, agent_id)
-    if agent is None:
+    if account.agent_id is None:
         raise AiAgentNotFound()
-    if not agent.provisioned:
+    if not account.agent_provisioned:
         raise AiAgentNotProvisioned()
+    if account.status == "suspended":  # the contract lists no 403 here: its 502
+        raise OriginateFailed("Upstream rejected the originate: account suspended.")
     if account_service.is_blocked(account):
         raise OriginateFailed("Upstream rejected the originate: the account is blocked (balance).")
     if to_number == lifecycle.REJECT_NUMBER:
         raise OriginateFailed("Upstream rejected the originate.")
-    reserved_e4 = await _reserve(conn, account, deps.rates, to_number)
-    seq = await next_counter(conn, "call")
+    reserved_e4 = _hold_e4(deps.rates, to_number)
+    seq = await next_id(conn, "call")
     call_id = derived_uuid(deps.seed, "call", seq)
     plan = lifecycle.plan_call(deps.seed, seq, to_number)
     now = deps.clock.now()
@@ -205,7 +239,7 @@ async def originate(tx: UnitOfWork, deps: Deps, account_id: int, body: Any) -> C
             "id": call_id,
             "seq": seq,
             "account_id": account_id,
-            "agent_id": agent.id,
+            "agent_id": account.agent_id,
             "to_number": to_number,
             "from_number": from_number,
             "state": lifecycle.QUEUED,
@@ -220,6 +254,7 @@ async def originate(tx: UnitOfWork, deps: Deps, account_id: int, body: Any) -> C
             "reserved_e4": reserved_e4,
         },
     )
+    await _reserve(conn, account, reserved_e4)  # last: see ``_reserve``
     tx.after_commit.append(job_for(call_id, lifecycle.QUEUED, deps.clock.real_delay(wait)))
     return CallQueued(callId=call_id, status=lifecycle.QUEUED)
 
@@ -304,12 +339,43 @@ async def step(
 async def _finish(
     conn: Conn, row: Any, plan: Plan, ended_at: float, seed: int, rates: RateTable
 ) -> list[JobSpec]:
-    """The end of a call: CDR, balance debit, events — one transaction with the step."""
+    """The end of a call: CDR, release of its hold, balance debit, events — one
+    transaction with the step.
+
+    The account row is what every placement and call end of the account updates; on
+    PostgreSQL an UPDATE locks it until commit. So the end is settled optimistically:
+    computed from the funds as read, written, and the account updated last, on the
+    condition that what is left still covers the debit (a round trip before COMMIT under
+    the lock, not the whole end). Should the funds have moved meanwhile so that it no
+    longer does, the end is undone (a savepoint) and settled again with the account row
+    locked first."""
     agent = (await conn.run(_AGENT, {"w_id": row.agent_id})).one()
-    # Releasing this call's hold locks the account row until commit (both backends), so
-    # the cap below is computed against a balance no one else is changing.
-    release = {"w_id": row.account_id, "w_e4": row.reserved_e4}
-    account = (await conn.run(_RELEASE, release)).one()
+    await conn.execute(_SAVEPOINT)
+    jobs = await _settle(conn, row, plan, ended_at, seed, rates, agent, locked=False)
+    if jobs is None:
+        await conn.execute(_ROLLBACK_TO_SAVEPOINT)
+        jobs = await _settle(conn, row, plan, ended_at, seed, rates, agent, locked=True)
+        assert jobs is not None
+    return jobs
+
+
+async def _settle(
+    conn: Conn,
+    row: Any,
+    plan: Plan,
+    ended_at: float,
+    seed: int,
+    rates: RateTable,
+    agent: Any,
+    *,
+    locked: bool,
+) -> list[JobSpec] | None:
+    """``_finish``'s work; None: not done (only when not ``locked``: the funds no longer
+    cover the debit as computed)."""
+    funds = _FUNDS_LOCKED if locked else _FUNDS_SNAPSHOT
+    account = (await conn.run(funds, {"w_id": row.account_id})).one()
+    # What the other calls in flight hold (this call's own hold is released here).
+    others_e4 = account.reserved_e4 - row.reserved_e4
     start = row.ringing_at if row.ringing_at is not None else row.created_at
     duration = int(round(ended_at - start))
     billsec = 0
@@ -322,7 +388,7 @@ async def _finish(
     floor = floor_e4(account.account_type, account.credit_limit_e4)
     if floor is not None and plan.outcome == lifecycle.ANSWERED and row.answered_at is not None:
         # What is left above the floor, less what the other calls in flight hold.
-        available_e4 = account.balance_e4 - account.reserved_e4 - floor
+        available_e4 = account.balance_e4 - others_e4 - floor
         if cents * (account_service.E4 // 100) > available_e4:
             # Cut when its cost reached the limit: ended and billed at that point.
             billsec = affordable_sec(available_e4, rate.cents_per_minute)
@@ -356,10 +422,6 @@ async def _finish(
             "did": agent.did,
         },
     )
-    if cents:
-        await conn.run(
-            _DEBIT, {"w_id": row.account_id, "w_e4": cents * (account_service.E4 // 100)}
-        )
     base = {
         "callId": row.id,
         "contactId": contact_id(row.account_id, row.to_number),
@@ -389,6 +451,13 @@ async def _finish(
             event_id=derived_uuid(seed, "event", row.id, event_type),
             call_id=row.id,
         )
+    # Last: the account row stays locked from here to COMMIT.
+    debit_e4 = cents * (account_service.E4 // 100)
+    settle = {"w_id": row.account_id, "w_release": row.reserved_e4, "w_debit": debit_e4}
+    if locked or floor is None or not debit_e4:
+        await conn.run(_SETTLE, settle)
+    elif (await conn.run(_SETTLE_COVERED, {**settle, "w_need": floor + debit_e4})).rowcount != 1:
+        return None
     return jobs
 
 

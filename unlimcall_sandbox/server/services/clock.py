@@ -11,15 +11,12 @@ from __future__ import annotations
 
 import heapq
 import math
-import time
 from dataclasses import dataclass, replace
 
 from sqlalchemy import select, update
-from sqlalchemy.ext.asyncio import AsyncEngine
 
 from unlimcall_sandbox.server.clock import SYNC_TTL, Clock
-from unlimcall_sandbox.server.db.engine import read
-from unlimcall_sandbox.server.db.port import Conn
+from unlimcall_sandbox.server.db.port import Conn, Database
 from unlimcall_sandbox.server.db.tables import calls, deliveries
 from unlimcall_sandbox.server.db.tables import clock as clock_table
 from unlimcall_sandbox.server.job_queue import JobSpec
@@ -35,12 +32,12 @@ _PENDING = "pending"
 _STILL = Clock(1.0, 0.0, 0.0)
 
 
-async def sync(engine: AsyncEngine, clk: Clock, max_age: float = SYNC_TTL) -> None:
+async def sync(db: Database, clk: Clock, max_age: float = SYNC_TTL) -> None:
     """Re-read the shared anchor when this process's copy is older than ``max_age`` real
     seconds (0: always). One primary-key read."""
-    if time.time() - clk.synced_at < max_age:
+    if clk.real_now() - clk.synced_at < max_age:
         return
-    async with read(engine) as conn:
+    async with db.read() as conn:
         row = (await conn.execute(_ANCHOR)).first()
     if row is not None:
         clk.reanchor(row.scale, row.anchor_real, row.anchor_sandbox)

@@ -61,8 +61,7 @@ def admin_fp(admin_token: str) -> str:
     return hashlib.sha256(f"dashboard:{admin_token}".encode()).hexdigest()[:16]
 
 
-async def _insert(conn: Conn, kind: str, value: str, admin: str, ttl: float) -> None:
-    now = time.time()
+async def _insert(conn: Conn, kind: str, value: str, admin: str, ttl: float, now: float) -> None:
     await conn.execute(
         delete(dashboard_sessions).where(dashboard_sessions.c.expires_at < now - _FORGET_AFTER)
     )
@@ -78,25 +77,25 @@ async def _insert(conn: Conn, kind: str, value: str, admin: str, ttl: float) -> 
     )
 
 
-async def new_code(conn: Conn, admin_token: str) -> str:
-    """A one-time sign-in code (stored as its digest)."""
+async def new_code(conn: Conn, admin_token: str, now: float) -> str:
+    """A one-time sign-in code (stored as its digest); ``now`` is wall time, as for every
+    expiry here (``Clock.real_now``)."""
     code = _CODE_PREFIX + secrets.token_urlsafe(24)
-    await _insert(conn, CODE, code, admin_token, CODE_TTL)
+    await _insert(conn, CODE, code, admin_token, CODE_TTL, now)
     return code
 
 
-async def new_session(conn: Conn, admin_token: str) -> str:
+async def new_session(conn: Conn, admin_token: str, now: float) -> str:
     session = _SESSION_PREFIX + secrets.token_urlsafe(32)
-    await _insert(conn, SESSION, session, admin_token, SESSION_TTL)
+    await _insert(conn, SESSION, session, admin_token, SESSION_TTL, now)
     return session
 
 
-async def redeem(conn: Conn, code: str, admin_token: str) -> str | None:
+async def redeem(conn: Conn, code: str, admin_token: str, now: float) -> str | None:
     """Spend a code: a new session, or None when the code is unknown, spent or expired.
     One conditional UPDATE, so two processes redeeming the same code cannot both win."""
     if not code.startswith(_CODE_PREFIX) or len(code) > 100:
         return None
-    now = time.time()
     result = await conn.execute(
         update(dashboard_sessions)
         .where(
@@ -110,10 +109,10 @@ async def redeem(conn: Conn, code: str, admin_token: str) -> str | None:
     )
     if result.rowcount != 1:
         return None
-    return await new_session(conn, admin_token)
+    return await new_session(conn, admin_token, now)
 
 
-async def valid(conn: Conn, session: str, admin_token: str) -> bool:
+async def valid(conn: Conn, session: str, admin_token: str, now: float) -> bool:
     if not session.startswith(_SESSION_PREFIX) or len(session) > 100:
         return False
     found = (
@@ -121,7 +120,7 @@ async def valid(conn: Conn, session: str, admin_token: str) -> bool:
             select(dashboard_sessions.c.id_hash).where(
                 dashboard_sessions.c.id_hash == _digest(session),
                 dashboard_sessions.c.kind == SESSION,
-                dashboard_sessions.c.expires_at > time.time(),
+                dashboard_sessions.c.expires_at > now,
                 dashboard_sessions.c.admin_fp == admin_fp(admin_token),
             )
         )
@@ -173,7 +172,7 @@ def check_origin(connection: Any, settings: Settings, *, changes_state: bool) ->
         raise CrossOrigin()
 
 
-async def session_of(connection: Any, db: Database, settings: Settings) -> bool:
+async def session_of(connection: Any, db: Database, settings: Settings, now: float) -> bool:
     """Whether the request carries a live dashboard session cookie, checked for its origin
     (``CrossOrigin`` when it fails the check)."""
     value = connection.cookies.get(COOKIE)
@@ -183,7 +182,7 @@ async def session_of(connection: Any, db: Database, settings: Settings) -> bool:
     if not admin:
         return False
     async with db.read() as conn:
-        if not await valid(conn, value, admin):
+        if not await valid(conn, value, admin, now):
             return False
     check_origin(
         connection, settings, changes_state=connection.scope["method"] not in _SAFE_METHODS
@@ -191,12 +190,12 @@ async def session_of(connection: Any, db: Database, settings: Settings) -> bool:
     return True
 
 
-async def admitted(connection: Any, db: Database, settings: Settings) -> bool:
+async def admitted(connection: Any, db: Database, settings: Settings, now: float) -> bool:
     """For the control plane's admin guard: True when the request is the dashboard's,
     signed in by cookie. A request with an Authorization header is judged by that alone."""
     if connection.headers.get("authorization"):
         return False
-    return await session_of(connection, db, settings)
+    return await session_of(connection, db, settings, now)
 
 
 async def mint_link(settings: Settings, base_url: str | None = None) -> str:
@@ -207,7 +206,8 @@ async def mint_link(settings: Settings, base_url: str | None = None) -> str:
     engine = make_engine(settings)
     try:
         async with write(engine) as conn:
-            code = await new_code(conn, settings.admin_token)
+            # Before any Runtime (and its clock) exists: wall time, read here.
+            code = await new_code(conn, settings.admin_token, time.time())
     finally:
         await dispose(engine)
     return login_url(base_url or settings.base_url, code)

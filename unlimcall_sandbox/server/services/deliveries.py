@@ -219,17 +219,6 @@ async def due(conn: Conn, now: float, real_now: float, limit: int = 1000) -> lis
     return list((await conn.execute(stmt)).all())
 
 
-async def make_all_due(conn: Conn, now: float) -> list[Any]:
-    """Fast-forward: every pending retry becomes due now."""
-    stmt = (
-        update(deliveries)
-        .where(deliveries.c.status == PENDING, deliveries.c.next_attempt_at > now)
-        .values(next_attempt_at=now)
-        .returning(deliveries.c.id, deliveries.c.attempts)
-    )
-    return list((await conn.execute(stmt)).all())
-
-
 async def redeliver(conn: Conn, delivery_id: str, now: float) -> JobSpec:
     """Send a delivery again: pending, due now, with a fresh 24 h window."""
     row = (

@@ -31,7 +31,7 @@ from unlimcall_sandbox.server.db.port import Conn
 from unlimcall_sandbox.server.db.tables import accounts, agents, calls, demo_runs, hooks
 from unlimcall_sandbox.server.db.unit import UnitOfWork
 from unlimcall_sandbox.server.errors import ApiError, InvalidInput, NotFound
-from unlimcall_sandbox.server.ids import derived_uuid, next_counter
+from unlimcall_sandbox.server.ids import derived_uuid, next_id
 from unlimcall_sandbox.server.job_queue import JobSpec
 from unlimcall_sandbox.server.services import accounts as account_service
 from unlimcall_sandbox.server.services import hooks as hook_service
@@ -377,7 +377,7 @@ async def start(tx: UnitOfWork, deps: Deps, data: DemoStart, base_url: str) -> d
     agent_ids = await _agents_for(tx, deps, account, data.agents)
     inbox = inbox_name(int(account.id))
     await _subscribe(tx, deps, int(account.id), f"{base_url.rstrip('/')}/_sandbox/inbox/{inbox}")
-    seq = await next_counter(conn, "demo")
+    seq = await next_id(conn, "demo")
     run_id = derived_uuid(deps.seed, "demo", seq)
     values = {
         "id": run_id,

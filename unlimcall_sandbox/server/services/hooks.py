@@ -12,7 +12,7 @@ from sqlalchemy import func, select, update
 from unlimcall_sandbox.server.db.tables import accounts, hooks
 from unlimcall_sandbox.server.db.unit import UnitOfWork
 from unlimcall_sandbox.server.errors import InvalidInput, NotFound
-from unlimcall_sandbox.server.ids import derived_uuid, next_counter
+from unlimcall_sandbox.server.ids import derived_uuid, next_id
 from unlimcall_sandbox.server.services.deps import Deps
 from unlimcall_sandbox.server.services.events import EVENT_TYPES
 from unlimcall_sandbox.server.structs import HookCreated
@@ -57,7 +57,7 @@ async def create(tx: UnitOfWork, deps: Deps, account_id: int, body: Any) -> Hook
         raise InvalidInput(f"event must be one of {', '.join(EVENT_TYPES)}.")
     target_url = check_target_url(body.get("target_url"), deps.insecure_webhook_hosts)
     await _check_hook_cap(tx, deps, account_id)
-    seq = await next_counter(tx.conn, "hook")
+    seq = await next_id(tx.conn, "hook")
     hook_id = derived_uuid(deps.seed, "hook", seq)
     secret = "whsec_" + secrets.token_urlsafe(24)
     await tx.conn.execute(

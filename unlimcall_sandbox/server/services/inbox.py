@@ -159,9 +159,9 @@ async def record(
     caps = caps or InboxCaps()
     status = await answer_status(conn, name)
     state = await _signature_state(conn, headers, body)
-    # Also the lock that serializes inbox posts on PostgreSQL (a counter row), so the
-    # caps below hold under concurrent posts.
-    await next_counter(conn, "inbox")  # keeps ids dense per sandbox for readability
+    # The lock that serializes inbox posts (a counter row, until commit), so the caps
+    # below hold under concurrent posts on PostgreSQL; its value is not used.
+    await next_counter(conn, "inbox")
     is_new = (
         await conn.execute(
             select(inbox_messages.c.id).where(inbox_messages.c.inbox == name).limit(1)

@@ -33,15 +33,18 @@ _BALANCE = select(
     accounts.c.account_type,
     accounts.c.credit_limit_e4,
     accounts.c.balance_upstream,
+    accounts.c.status,
 ).where(accounts.c.id == bindparam("account_id"))
 _PROVISIONED = select(accounts.c.provisioned).where(accounts.c.id == bindparam("account_id"))
 
 
 async def balance_of(reads: Database, account_id: int) -> Balance:
-    """``GET /v1/balance``; ``balance_unavailable`` while the upstream snapshot fails."""
+    """``GET /v1/balance``; ``balance_unavailable`` while the upstream snapshot fails. A
+    suspended account is ``blocked`` whatever its balance (the contract lists no 403 here:
+    this is how the balance says it cannot call)."""
     row = await reads.one_or_none(_BALANCE, {"account_id": account_id})
     assert row is not None  # the token's account exists: it was just verified
-    balance_e4, currency, account_type, credit_limit_e4, upstream = row
+    balance_e4, currency, account_type, credit_limit_e4, upstream, status = row
     if upstream == "failing":
         raise BalanceUnavailable()
     return Balance(
@@ -49,7 +52,8 @@ async def balance_of(reads: Database, account_id: int) -> Balance:
         currency=currency,
         accountType=account_type,
         creditLimit=None if credit_limit_e4 is None else account_service.from_e4(credit_limit_e4),
-        blocked=account_service.blocked(account_type, balance_e4, credit_limit_e4),
+        blocked=status == "suspended"
+        or account_service.blocked(account_type, balance_e4, credit_limit_e4),
         stale=upstream == "stale",
     )
 
