@@ -35,8 +35,12 @@ _STILL = Clock(1.0, 0.0, 0.0)
 async def sync(db: Database, clk: Clock, max_age: float = SYNC_TTL) -> None:
     """Re-read the shared anchor when this process's copy is older than ``max_age`` real
     seconds (0: always). One primary-key read."""
-    if clk.real_now() - clk.synced_at < max_age:
+    now = clk.real_now()
+    if now - clk.synced_at < max_age:
         return
+    # One re-read at a time: callers arriving while it is in flight go on with the anchor
+    # they have (on SQLite every request of a busy second used to queue a read of its own).
+    clk.synced_at = now
     async with db.read() as conn:
         row = (await conn.execute(_ANCHOR)).first()
     if row is not None:
