@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from decimal import ROUND_CEILING, Decimal
+from functools import lru_cache
 from typing import Any
 
 import phonenumbers
@@ -48,7 +49,10 @@ def price_cents(billsec: int, cents_per_minute: Decimal) -> int:
     return int(cents)
 
 
+@lru_cache(maxsize=4096)
 def region_of(e164: str) -> str:
+    """The ISO region of an E.164 number ("" when none). Cached: a phonenumbers parse costs
+    ~50 µs, and a call needs its region three times (hold, talk limit, price)."""
     try:
         number = phonenumbers.parse(e164, None)
     except phonenumbers.NumberParseException:
