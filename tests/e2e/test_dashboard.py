@@ -285,7 +285,11 @@ async def test_every_view_passes_axe_in_light_and_dark_and_fits_a_laptop(
 
     watch = Watch()
     async with fresh(time_scale=30.0) as sb, chromium() as browser:
-        r = await sb.client.post("/_sandbox/demo", json={"agents": 8}, headers=sb.admin)
+        # Long enough to outlast every view's checks (30x: 60 sandbox minutes = 2 real
+        # minutes); the test stops it at the end.
+        r = await sb.client.post(
+            "/_sandbox/demo", json={"agents": 8, "minutes": 60}, headers=sb.admin
+        )
         assert r.status_code == 201, r.text
         customer = r.json()["customerId"]
         context = await new_context(browser, watch)
