@@ -26,7 +26,7 @@ from bench.servers import (
 )
 from unlimcall_sandbox.server.settings import ALL_SCOPES
 
-CDR_CHUNK = 250  # rows per transaction of the generation job (services.bulk.CHUNK)
+CDR_CHUNK = 100  # rows per transaction of the generation job (services.bulk.CHUNK)
 PACED = ("me", "balance")
 """Endpoints whose p99 is measured again at half their maximum rate."""
 
