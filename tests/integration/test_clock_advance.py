@@ -167,9 +167,11 @@ async def test_advance_replays_a_failing_receivers_retry_schedule_in_order(
         target = ts(moved["sandboxTime"])
         await receiver.wait_for("/ended", 5, timeout=20)
         [delivery] = await sb.wait_deliveries(
-            lambda items: len(items) == 1
-            and len(items[0]["attempts"]) == 5
-            and items[0]["nextAttemptAt"] is not None,
+            lambda items: (
+                len(items) == 1
+                and len(items[0]["attempts"]) == 5
+                and items[0]["nextAttemptAt"] is not None
+            ),
             status="pending",
             timeout=20,
         )
