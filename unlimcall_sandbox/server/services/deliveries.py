@@ -55,7 +55,7 @@ class Claim:
     body: bytes
     first_attempt_at: float
     claimed_at: float
-    """The attempt's recorded time (sandbox): when it was due, or now if claimed early."""
+    """Sandbox time of the claim: the attempt's recorded time."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,7 +83,6 @@ _CLAIMABLE = (
         deliveries.c.account_id,
         deliveries.c.event_type,
         deliveries.c.first_attempt_at,
-        deliveries.c.next_attempt_at,
         hooks.c.target_url,
         hooks.c.secret,
         hooks.c.active,
@@ -149,12 +148,7 @@ async def claim(
     if not row.active:
         await conn.run(_CANCEL, {"w_id": delivery_id})
         return None
-    # The attempt happens as of its planned time when that has passed: a retry that fell
-    # due inside a clock advance (or while a worker was busy) is stamped, and its next
-    # retry planned, from when it was due, so an advance replays a failing receiver's
-    # whole retry schedule in order instead of one late attempt.
-    at = now if row.next_attempt_at is None else min(row.next_attempt_at, now)
-    first = row.first_attempt_at if row.first_attempt_at is not None else at
+    first = row.first_attempt_at if row.first_attempt_at is not None else now
     result = await conn.run(
         _CLAIM,
         {
@@ -177,7 +171,7 @@ async def claim(
         secret=row.secret,
         body=row.payload.encode("utf-8"),
         first_attempt_at=first,
-        claimed_at=at,
+        claimed_at=now,
     )
 
 
