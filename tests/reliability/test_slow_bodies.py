@@ -67,20 +67,25 @@ async def status_of(reader: asyncio.StreamReader) -> int:
 
 
 @pytest.fixture(autouse=True)
-def _unfreeze() -> Iterator[None]:
+def _collector_back_on() -> Iterator[None]:
     yield
-    gc.unfreeze()
+    gc.enable()
 
 
-def measure_lag_from_here(sb: Sandbox) -> None:
+async def measure_lag_from_here(sb: Sandbox) -> None:
     """Start the loop-lag window now: what is asserted is the lag during the scenario, not
     the sandbox's own start-up (migrations, first connections) in this test's event loop,
     nor a full collection of this test process's heap (everything the earlier tests of the
-    session left: ~100 ms on CPython 3.12), which a sandbox process never carries. The
-    heap as it is now is frozen out of the collector until the test ends."""
+    session left: ~100 ms on CPython 3.12), which a sandbox process never carries: the
+    cyclic collector is off until the test ends (reference counting still frees what the
+    scenario drops). The sample in flight across the collection is let land first."""
     gc.collect()
-    gc.freeze()
-    sb.app.state.loop_lag.samples.clear()
+    gc.disable()
+    samples = sb.app.state.loop_lag.samples
+    landed = len(samples)
+    while len(samples) == landed:
+        await asyncio.sleep(0.005)
+    samples.clear()
 
 
 async def lag_p99(sb: Sandbox) -> float:
@@ -94,7 +99,7 @@ async def lag_p99(sb: Sandbox) -> float:
 async def test_a_slow_body_on_any_route_holds_nothing_others_need(fresh: Any) -> None:
     async with fresh(worker=False, body_read_timeout=120.0) as sb:
         _, token, agent = await sb.customer_with_agent()
-        measure_lag_from_here(sb)
+        await measure_lag_from_here(sb)
         routes = body_routes(sb)
         assert ("POST", "/_sandbox/inbox/x1") in routes and ("POST", "/v1/calls") in routes
         for method, path in routes:
@@ -113,7 +118,7 @@ async def test_a_slow_body_on_any_route_holds_nothing_others_need(fresh: Any) ->
 async def test_a_body_not_received_in_time_is_answered(fresh: Any) -> None:
     async with fresh(worker=False, body_read_timeout=0.3) as sb:
         _, token, agent = await sb.customer_with_agent()
-        measure_lag_from_here(sb)
+        await measure_lag_from_here(sb)
         expected = {
             ("POST", "/_sandbox/inbox/slow"): 408,
             ("POST", "/_sandbox/accounts"): 408,
