@@ -225,3 +225,32 @@ async def test_fast_forward_racing_the_worker_still_bills_as_planned(fresh: Any)
             call = await sandbox.call(call_id)
             assert call["state"] == "ended"
             assert [e["event"] for e in call["events"]].count("call.ended") == 1
+
+
+async def test_advances_racing_the_worker_on_one_account(fresh: Any) -> None:
+    # Rounds of ten calls on one account, each followed at once by an advance, while the
+    # worker steps the same calls (time scale 60). On PostgreSQL an advance that stepped call
+    # after call, holding the account row from one call's end while the worker held the next
+    # call and waited for the account, deadlocked (a 500 here); a clock re-read in flight
+    # across the advance's commit put this process's clock back (the header behind the body).
+    async with fresh(time_scale=60) as sandbox:
+        _, token, agent_id = await sandbox.customer_with_agent()
+        ids: list[str] = []
+        for round_ in range(10):
+            ids += await asyncio.gather(
+                *[sandbox.place_call(token, agent_id, LEAD) for _ in range(10)]
+            )
+            await _advance(sandbox, {"seconds": 5 + round_})
+        await _advance(sandbox)
+        for call_id in ids:
+            call = await sandbox.call(call_id)
+            assert call["state"] == "ended"
+            assert [e["event"] for e in call["events"]].count("call.ended") == 1
+        r = await sandbox.client.get(
+            "/v1/cdrs", headers=sandbox.bearer(token), params={"limit": 500}
+        )
+        planned = sorted(
+            (c["ringSec"] + c["talkSec"], c["talkSec"])
+            for c in [await sandbox.call(i) for i in ids]
+        )
+        assert sorted((c["duration"], c["billsec"]) for c in r.json()["calls"]) == planned

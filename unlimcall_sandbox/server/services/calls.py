@@ -495,11 +495,18 @@ async def describe(conn: Conn, call_id: str) -> CallView:
     )
 
 
-async def due_calls(conn: Conn, before: float, limit: int = 500) -> list[Any]:
+async def due_calls(
+    conn: Conn, before: float, limit: int = 500, *, lock: bool = False
+) -> list[Any]:
+    """Calls with a step due by sandbox time ``before``, earliest first. ``lock``: take
+    their row locks now (PostgreSQL; SQLite has one writer anyway), for a transaction that
+    goes on to step several of them (``services.clock.advance``)."""
     stmt = (
         select(calls.c.id, calls.c.state, calls.c.next_step_at)
         .where(calls.c.next_step_at.is_not(None), calls.c.next_step_at <= before)
         .order_by(calls.c.next_step_at)
         .limit(limit)
     )
+    if lock:
+        stmt = stmt.with_for_update()
     return list((await conn.execute(stmt)).all())

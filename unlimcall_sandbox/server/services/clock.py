@@ -43,7 +43,9 @@ async def sync(db: Database, clk: Clock, max_age: float = SYNC_TTL) -> None:
     clk.synced_at = now
     async with db.read() as conn:
         row = (await conn.execute(_ANCHOR)).first()
-    if row is not None:
+    # Taken meanwhile (this process's own advance committed, or a later read): newer than
+    # this row, which must not put the clock back.
+    if row is not None and clk.synced_at == now:
         clk.reanchor(row.scale, row.anchor_real, row.anchor_sandbox)
 
 
@@ -96,7 +98,10 @@ async def advance(
     jobs: list[JobSpec] = []
 
     # Call steps, globally in planned-time order; each runs as of its planned time.
-    due = await call_service.due_calls(conn, bound, limit=1_000_000)
+    # Every due call is locked first: a worker's step holds one call and then the account
+    # row, so stepping call after call while already holding an account (settled earlier
+    # in this transaction) would wait on a worker that waits on us (PostgreSQL deadlock).
+    due = await call_service.due_calls(conn, bound, limit=1_000_000, lock=True)
     heap = [(c.next_step_at, c.id) for c in due]
     heapq.heapify(heap)
     steps, stepped = 0, set()
