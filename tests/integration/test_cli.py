@@ -575,6 +575,8 @@ def test_serve_keeps_its_tokens_across_restarts_and_resets(
                     assert _mode(data / name) == 0o600, name
                 if (data / "sandbox.db-shm").exists():
                     assert _mode(data / "sandbox.db-shm") == 0o600
+                if run == "second":
+                    _an_idle_connection_outlives_the_clients_keep_alive(served.base)
                 if run == "first":
                     # A second sandbox on this data dir is refused in one line, before a banner.
                     assert main(["serve", "--port", "0", "--data-dir", str(data)]) == 1
@@ -591,6 +593,27 @@ def test_serve_keeps_its_tokens_across_restarts_and_resets(
                 assert not sock.exists(), "the embedded Redis must stop with the sandbox"
     finally:
         http.close()
+
+
+def _an_idle_connection_outlives_the_clients_keep_alive(base: str) -> None:
+    """A connection left idle longer than httpx keeps one (5 s) still answers: the client,
+    not the server, ends an idle connection, so no request is sent on one being closed."""
+    host, port = base.removeprefix("http://").split(":")
+    request = f"GET /healthz HTTP/1.1\r\nHost: {host}\r\n\r\n".encode()
+    with socket.create_connection((host, int(port)), timeout=10) as conn:
+        for turn in range(2):
+            if turn:
+                time.sleep(6)  # the idle time itself is what is tested
+            conn.sendall(request)
+            reply = conn.makefile("rb")
+            status = reply.readline()
+            length = 0
+            while (line := reply.readline()) not in (b"\r\n", b""):
+                name, _, value = line.partition(b":")
+                if name.strip().lower() == b"content-length":
+                    length = int(value)
+            reply.read(length)  # the whole answer: the next read is the next answer's
+            assert status.startswith(b"HTTP/1.1 200"), (turn, status)
 
 
 def test_api_workers_share_the_port_and_the_stored_admin_token(

@@ -24,6 +24,7 @@ import uvicorn
 from litestar import Litestar
 
 from tests.support.contract import response_hook
+from unlimcall_sandbox.cli.serving import KEEP_ALIVE
 from unlimcall_sandbox.server.app import create_app
 from unlimcall_sandbox.server.settings import ALL_SCOPES, Settings
 from unlimcall_sandbox.workers.resolver import Resolver, system_resolver
@@ -281,7 +282,12 @@ async def serving(app: Any) -> AsyncIterator[str]:
     port = sock.getsockname()[1]
     server = uvicorn.Server(
         uvicorn.Config(
-            app, lifespan="on", log_level="warning", access_log=False, timeout_graceful_shutdown=5
+            app,
+            lifespan="on",
+            log_level="warning",
+            access_log=False,
+            timeout_graceful_shutdown=5,
+            timeout_keep_alive=KEEP_ALIVE,  # as the CLI serves it
         )
     )
     task = asyncio.create_task(server.serve(sockets=[sock]))

@@ -318,6 +318,9 @@ def banner(
 # -- commands ------------------------------------------------------------------------------
 
 
+KEEP_ALIVE = 75  # seconds an idle HTTP/1.1 connection stays open (nginx's default)
+
+
 def _uvicorn_options(settings: Settings, *, children: bool = False) -> dict[str, Any]:
     return {
         "loop": "uvloop" if importlib.util.find_spec("uvloop") else "auto",
@@ -329,6 +332,10 @@ def _uvicorn_options(settings: Settings, *, children: bool = False) -> dict[str,
         "access_log": False,
         "lifespan": "on",
         "timeout_graceful_shutdown": 10,
+        # Longer than any client keeps an idle connection (httpx 5 s, like uvicorn's own
+        # default): the client always closes first, so it never sends on a connection the
+        # server is closing at that instant (a ReadError, or a lost POST, for the client).
+        "timeout_keep_alive": KEEP_ALIVE,
     }
 
 
