@@ -8,14 +8,17 @@ happens unless a test moves the clock (no race with the worker)."""
 from __future__ import annotations
 
 import asyncio
+import itertools
 from datetime import datetime
 from typing import Any
 
 from tests.support.receiver import Receiver
 from tests.support.sandbox import Sandbox
+from unlimcall_sandbox.server.db.engine import read
 from unlimcall_sandbox.server.rating import price_cents
 from unlimcall_sandbox.server.runtime import load_clock
 from unlimcall_sandbox.server.services import clock as clock_service
+from unlimcall_sandbox.server.services import dashboard as dashboard_service
 from unlimcall_sandbox.testing.pytest_plugin import Sandbox as PluginSandbox
 
 STILL = 0.001  # time scale: a sandbox second takes a thousand real seconds
@@ -140,6 +143,59 @@ async def test_advance_runs_the_webhook_retries_due_in_the_window(
         got = await receiver.wait_for("/ended", 2, timeout=10)
         assert got[1].headers["x-unlimcall-delivery"] == pending["id"]
         await sb.wait_deliveries(lambda items: len(items) == 1, status="delivered", timeout=10)
+
+
+async def test_advance_replays_a_failing_receivers_retry_schedule_in_order(
+    fresh: Any, receiver: Receiver
+) -> None:
+    """Every retry due in the window is sent, each as of its planned time and planned from
+    the one before: 30 s × 2ⁿ ± 20 % puts attempts 2-5 inside 600 s and the sixth past it."""
+    async with fresh(time_scale=STILL) as sb:
+        customer = await sb.account()
+        token = await sb.token(customer)
+        r = await sb.client.post(
+            "/v1/hooks",
+            json={"event": "call.ended", "target_url": f"{receiver.url}/ended"},
+            headers=sb.bearer(token),
+        )
+        assert r.status_code == 200, r.text
+        receiver.status = 500
+        await sb.admin_post("/events", {"customerId": customer, "event": "call.ended"})
+        await receiver.wait_for("/ended", 1)
+        await sb.wait_deliveries(
+            lambda items: len(items) == 1 and items[0]["attempts"], status="pending"
+        )
+        moved = await _advance(sb, {"seconds": 600})
+        target = ts(moved["sandboxTime"])
+        await receiver.wait_for("/ended", 5, timeout=20)
+        [delivery] = await sb.wait_deliveries(
+            lambda items: (
+                len(items) == 1
+                and len(items[0]["attempts"]) == 5
+                and items[0]["nextAttemptAt"] is not None
+            ),
+            status="pending",
+            timeout=20,
+        )
+        attempts = delivery["attempts"]
+        assert [a["number"] for a in attempts] == [1, 2, 3, 4, 5]
+        assert all(a["statusCode"] == 500 and a["outcome"] == "retry" for a in attempts)
+        for before, after in itertools.pairwise(attempts):
+            # Stamped when it was planned: exactly where the attempt before planned it.
+            assert after["attemptedAt"] == before["nextAttemptAt"]
+            gap = ts(after["attemptedAt"]) - ts(before["attemptedAt"])
+            base = 30 * 2 ** (before["number"] - 1)
+            assert 0.8 * base - 1 <= gap <= 1.2 * base + 1, (before, after)
+        assert ts(attempts[-1]["attemptedAt"]) <= target < ts(delivery["nextAttemptAt"])
+        assert len(receiver.received) == 5  # the sixth waits for its time
+        # The dashboard's live stream, which ticked as the advance landed, still shows them:
+        # it looks for attempts recorded since its tick, not stamped since.
+        since = target - 0.5
+        assert ts(attempts[-1]["attemptedAt"]) < since
+        async with read(sb.rt.engine) as conn:
+            changed = await dashboard_service.changes(conn, int(customer), since)
+        [shown] = [x for x in changed["deliveries"] if x["id"] == delivery["id"]]
+        assert [a["number"] for a in shown["attempts"]] == [1, 2, 3, 4, 5]
 
 
 async def test_advance_refuses_a_bad_request(sandbox: Sandbox) -> None:

@@ -462,6 +462,7 @@ def judge(claim: Claim, outcome: Outcome, retry: RetryPolicy, seed: int) -> Atte
         delivery_id=claim.delivery_id,
         number=claim.attempt,
         attempted_at=claim.claimed_at,
+        recorded_at=claim.recorded_at,
         status_code=outcome.status_code,
         latency_ms=outcome.latency_ms,
         error=outcome.error,

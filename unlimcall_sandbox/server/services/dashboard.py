@@ -861,7 +861,11 @@ async def changes(conn: Conn, account_id: int, since: float) -> dict[str, Any]:
                 select(delivery_attempts.c.delivery_id)
                 .join(deliveries, deliveries.c.id == delivery_attempts.c.delivery_id)
                 .where(
-                    deliveries.c.account_id == account_id, delivery_attempts.c.attempted_at > since
+                    deliveries.c.account_id == account_id,
+                    # Recorded since: an advance stamps overdue attempts with their planned
+                    # (earlier) time.
+                    func.coalesce(delivery_attempts.c.recorded_at, delivery_attempts.c.attempted_at)
+                    > since,
                 )
                 .distinct()
             )

@@ -55,7 +55,13 @@ class Claim:
     body: bytes
     first_attempt_at: float
     claimed_at: float
-    """Sandbox time of the claim: the attempt's recorded time."""
+    """The attempt's sandbox time: when it was due, or the claim's time if that is earlier
+    (a worker may take it up to its tolerance early). An attempt that a clock advance made
+    overdue is stamped with its planned time, as call steps are, so the retry schedule
+    keeps its planned gaps and every retry due in the window runs, in order."""
+    recorded_at: float
+    """Sandbox time of the claim itself: when the attempt became visible (the dashboard's
+    live stream looks for attempts recorded since its last tick)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,6 +71,7 @@ class Attempt:
     delivery_id: str
     number: int
     attempted_at: float
+    recorded_at: float
     status_code: int | None
     latency_ms: int
     error: str | None
@@ -83,6 +90,7 @@ _CLAIMABLE = (
         deliveries.c.account_id,
         deliveries.c.event_type,
         deliveries.c.first_attempt_at,
+        deliveries.c.next_attempt_at,
         hooks.c.target_url,
         hooks.c.secret,
         hooks.c.active,
@@ -148,7 +156,8 @@ async def claim(
     if not row.active:
         await conn.run(_CANCEL, {"w_id": delivery_id})
         return None
-    first = row.first_attempt_at if row.first_attempt_at is not None else now
+    at = min(row.next_attempt_at, now)
+    first = row.first_attempt_at if row.first_attempt_at is not None else at
     result = await conn.run(
         _CLAIM,
         {
@@ -171,7 +180,8 @@ async def claim(
         secret=row.secret,
         body=row.payload.encode("utf-8"),
         first_attempt_at=first,
-        claimed_at=now,
+        claimed_at=at,
+        recorded_at=now,
     )
 
 
@@ -183,6 +193,7 @@ async def record(conn: Conn, attempt: Attempt) -> None:
             "delivery_id": attempt.delivery_id,
             "number": attempt.number,
             "attempted_at": attempt.attempted_at,
+            "recorded_at": attempt.recorded_at,
             "status_code": attempt.status_code,
             "latency_ms": attempt.latency_ms,
             "error": attempt.error,
