@@ -217,7 +217,12 @@ def main(argv: list[str] | None = None) -> int:
     if only & PG_HTTP:
         keys = [name.removeprefix("pg_") for name in only & PG_HTTP]
         sections.append(
-            ("pg_http", lambda p: endpoints.run_scale_out(p, cfg, keys, pg.ScaleOut(workers=1)))
+            (
+                "pg_http",
+                lambda p: endpoints.run_scale_out(
+                    p, cfg, keys, pg.ScaleOut(workers=1), args.profile
+                ),
+            )
         )
     if "pg_lifecycle" in only:
         sections.append(

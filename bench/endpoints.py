@@ -14,13 +14,12 @@ from typing import Any
 
 import httpx
 
-from bench import profile, wrk
+from bench import pg, profile, wrk
 from bench.servers import (
     ForeignLoad,
     Processes,
     RssSampler,
     Sandbox,
-    Starter,
     start_python_module,
     start_sandbox,
 )
@@ -291,10 +290,18 @@ def run(
     return out
 
 
-def run_scale_out(procs: Processes, cfg: Config, keys: list[str], start: Starter) -> dict[str, Any]:
+def run_scale_out(
+    procs: Processes,
+    cfg: Config,
+    keys: list[str],
+    start: pg.ScaleOut,
+    profile_dir: Path | None = None,
+) -> dict[str, Any]:
     """The same requests against ``start``'s deployment (``api --workers 2`` + a worker on
     PostgreSQL + Redis), with as many CDRs; no reference app (the comparison is with
-    ``serve``'s figures of the same run)."""
+    ``serve``'s figures of the same run). Each row gives the CPU seconds each part spent
+    (API processes, workers, PostgreSQL backends); with ``profile_dir`` an extra pass per
+    endpoint samples the API processes with py-spy."""
     selected = [k for k in SCALE_OUT_KEYS if k in keys]
     print(f"bench: HTTP benchmark on PostgreSQL ({', '.join(selected)})", flush=True)
     sb = start(procs, "pg-api")
@@ -311,8 +318,20 @@ def run_scale_out(procs: Processes, cfg: Config, keys: list[str], start: Starter
         for ep in endpoints:
             size = len(_sample(sb.base_url, ep.request))
             print(f"bench:   {ep.label} ...", flush=True)
+            parts = {
+                "api": ({sb.proc.pid}, ""),
+                "worker": ({w.pid for w in start.worker_procs}, ""),
+                "postgres": (set(), start.database),
+            }
+            ticks = {k: pg.cpu_ticks(*v) for k, v in parts.items()}
             with ForeignLoad(procs).measuring() as foreign:
                 mine = _measure(sb.base_url, ep.request, cfg)
+            cpu = {k: round((pg.cpu_ticks(*v) - ticks[k]) / 100, 2) for k, v in parts.items()}
+            if profile_dir is not None:
+                with profile.recording(
+                    sb.proc.pid, profile_dir / f"pg-http-{ep.key}.txt", ep.label, subprocesses=True
+                ):
+                    _measure(sb.base_url, ep.request, cfg)
             rows.append(
                 {
                     "key": ep.key,
@@ -321,12 +340,13 @@ def run_scale_out(procs: Processes, cfg: Config, keys: list[str], start: Starter
                     "sandbox": mine.as_dict(),
                     "sandbox_failed_requests": mine.failed,
                     "other_cpu_pct": foreign.pct,
+                    "cpu_seconds": cpu,
                     "target_ratio": SCALE_OUT_RATIO.get(ep.key),
                 }
             )
             print(
                 f"bench:     {mine.rps:,.0f} req/s (p99 {mine.p99_ms:.1f} ms, {mine.failed} "
-                f"failed) | other load {foreign.pct:.0f}% of a core",
+                f"failed) | other load {foreign.pct:.0f}% of a core | CPU s: {cpu}",
                 flush=True,
             )
     finally:

@@ -21,9 +21,12 @@ def py_spy() -> str | None:
 
 
 @contextmanager
-def recording(pid: int, out: Path, label: str) -> Iterator[dict[str, object]]:
-    """py-spy samples ``pid`` (200 Hz, non-blocking) while the block runs; on exit the
-    yielded dict is filled with the summary (and printed). No py-spy: nothing happens."""
+def recording(
+    pid: int, out: Path, label: str, *, subprocesses: bool = False
+) -> Iterator[dict[str, object]]:
+    """py-spy samples ``pid`` (200 Hz, non-blocking; with ``subprocesses``, its children
+    too: ``api --workers N``) while the block runs; on exit the yielded dict is filled with
+    the summary (and printed). No py-spy: nothing happens."""
     result: dict[str, object] = {}
     binary = py_spy()
     if binary is None:
@@ -31,7 +34,7 @@ def recording(pid: int, out: Path, label: str) -> Iterator[dict[str, object]]:
         yield result
         return
     cmd = [binary, "record", "--pid", str(pid), "-r", "200", "--nonblocking", "--threads"]
-    cmd += ["--format", "raw", "-o", str(out)]
+    cmd += ["--format", "raw", "-o", str(out)] + (["--subprocesses"] if subprocesses else [])
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         yield result
