@@ -48,7 +48,7 @@ def backend(request: pytest.FixtureRequest) -> str:
 @pytest.fixture(scope="session")
 async def sandbox(backend: str, tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Sandbox]:
     tmp = tmp_path_factory.mktemp(f"sandbox-{backend}")
-    async with sandbox_for(backend, tmp) as sb:
+    async with sandbox_for(backend, tmp, hold_redis=True) as sb:
         yield sb
 
 

@@ -39,6 +39,10 @@ REDIS_FLUSH_ALLOWED = os.environ.get("UNLIMCALL_TEST_REDIS_FLUSH") == "1"
 REDIS_URL = REDIS_URL_GIVEN if REDIS_FLUSH_ALLOWED else None
 FLUSHED_REDIS_URLS: list[str] = []  # for the summary: what this run flushed
 _redis_db = itertools.count(1)
+# Databases of the shared Redis held by a sandbox that outlives its test (the session
+# ``sandbox``): never handed out again, else a fresh sandbox would FLUSHDB its queue and
+# the two workers would run each other's jobs (same seed: the same job ids).
+_HELD_REDIS_DBS: dict[int, str] = {}
 
 
 def _pg_dsn(url: str) -> str:
@@ -69,14 +73,20 @@ async def fresh_database(backend: str, tmp: Path) -> AsyncIterator[str | None]:
             await admin.close()
 
 
-async def fresh_redis_url(backend: str) -> str | None:
+async def fresh_redis_url(backend: str, *, hold: bool = False) -> str | None:
     """SQLite runs with the embedded Redis (None); PostgreSQL with a flushed database of the
     shared Redis when UNLIMCALL_TEST_REDIS_URL is given and UNLIMCALL_TEST_REDIS_FLUSH=1
-    allows flushing it — the two deployments users run."""
+    allows flushing it — the two deployments users run. Databases 1-15 go round; ``hold``:
+    this one is not handed out again while its sandbox runs (``sandbox_for(hold_redis=True)``
+    releases it when the sandbox stops)."""
     if backend == "sqlite" or not REDIS_URL:
         return None
     db = next(_redis_db) % 16 or 1
+    while db in _HELD_REDIS_DBS:
+        db = next(_redis_db) % 16 or 1
     url = f"{REDIS_URL.rstrip('/')}/{db}" if REDIS_URL.count("/") <= 2 else REDIS_URL
+    if hold:
+        _HELD_REDIS_DBS[db] = url
     client = aioredis.from_url(url)
     try:
         await client.flushdb()
@@ -337,9 +347,17 @@ async def sandbox_for(
     *,
     worker: bool = True,
     resolver: Resolver | None = None,
+    hold_redis: bool = False,
     **overrides: Any,
 ) -> AsyncIterator[Sandbox]:
+    """``hold_redis``: the sandbox outlives its test (a session or module fixture); its
+    Redis database is not handed out again while it runs."""
     async with fresh_database(backend, tmp) as db_url:
-        settings = make_settings(tmp, db_url, await fresh_redis_url(backend), **overrides)
-        async with running(settings, worker=worker, resolver=resolver) as sb:
-            yield sb
+        redis_url = await fresh_redis_url(backend, hold=hold_redis)
+        settings = make_settings(tmp, db_url, redis_url, **overrides)
+        try:
+            async with running(settings, worker=worker, resolver=resolver) as sb:
+                yield sb
+        finally:
+            for db in [db for db, url in _HELD_REDIS_DBS.items() if url == redis_url]:
+                del _HELD_REDIS_DBS[db]
