@@ -162,11 +162,14 @@ async def test_advance_replays_a_failing_receivers_retry_schedule_in_order(
         receiver.status = 500
         await sb.admin_post("/events", {"customerId": customer, "event": "call.ended"})
         await receiver.wait_for("/ended", 1)
-        await sb.wait_deliveries(
+        [first] = await sb.wait_deliveries(
             lambda items: len(items) == 1 and items[0]["attempts"], status="pending"
         )
+        clock = (await sb.client.get("/_sandbox/clock", headers=sb.admin)).json()
+        ticked = sb.rt.clock.real_now()  # the live stream's last tick, as the advance lands
         moved = await _advance(sb, {"seconds": 600})
         target = ts(moved["sandboxTime"])
+        assert 599 <= target - ts(clock["sandboxTime"]) <= 601, (clock, moved)
         # Settled: the next attempt planned lies beyond the window.
         [delivery] = await sb.wait_deliveries(
             lambda items: (
@@ -178,7 +181,7 @@ async def test_advance_replays_a_failing_receivers_retry_schedule_in_order(
             timeout=20,
         )
         attempts = delivery["attempts"]
-        story = (moved, [(a["attemptedAt"], a["nextAttemptAt"]) for a in attempts])
+        story = (clock, first, moved, [(a["attemptedAt"], a["nextAttemptAt"]) for a in attempts])
         assert [a["number"] for a in attempts] == [1, 2, 3, 4, 5], story
         assert all(a["statusCode"] == 500 and a["outcome"] == "retry" for a in attempts)
         for before, after in itertools.pairwise(attempts):
@@ -193,11 +196,11 @@ async def test_advance_replays_a_failing_receivers_retry_schedule_in_order(
         await receiver.wait_for("/ended", 5, timeout=20)
         assert len(receiver.received) == 5  # the sixth waits for its time
         # The dashboard's live stream, which ticked as the advance landed, still shows them:
-        # it looks for attempts recorded since its tick, not stamped since.
+        # it looks for attempts stored since its tick (wall time), not stamped since.
         since = target - 0.5
         assert ts(attempts[-1]["attemptedAt"]) < since
         async with read(sb.rt.engine) as conn:
-            changed = await dashboard_service.changes(conn, int(customer), since)
+            changed = await dashboard_service.changes(conn, int(customer), since, ticked)
         [shown] = [x for x in changed["deliveries"] if x["id"] == delivery["id"]]
         assert [a["number"] for a in shown["attempts"]] == [1, 2, 3, 4, 5]
 

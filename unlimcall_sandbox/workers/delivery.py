@@ -446,9 +446,12 @@ def _blocked(blocked: EgressBlocked, latency_ms: int) -> Outcome:
 
 
 # -- record and schedule the retry ----------------------------------------------------------
-def judge(claim: Claim, outcome: Outcome, retry: RetryPolicy, seed: int) -> Attempt:
-    """The attempt as it is stored: its outcome, and when the next one is due (a
-    retryable failure inside the retry window; seeded jitter, so a run replays)."""
+def judge(
+    claim: Claim, outcome: Outcome, retry: RetryPolicy, seed: int, recorded_at: float
+) -> Attempt:
+    """The attempt as it is stored (at wall time ``recorded_at``): its outcome, and when
+    the next one is due (a retryable failure inside the retry window; seeded jitter, so a
+    run replays)."""
     kind = outcome.kind
     next_at: float | None = None
     if kind == "retry":
@@ -462,7 +465,7 @@ def judge(claim: Claim, outcome: Outcome, retry: RetryPolicy, seed: int) -> Atte
         delivery_id=claim.delivery_id,
         number=claim.attempt,
         attempted_at=claim.claimed_at,
-        recorded_at=claim.recorded_at,
+        recorded_at=recorded_at,
         status_code=outcome.status_code,
         latency_ms=outcome.latency_ms,
         error=outcome.error,
@@ -475,7 +478,8 @@ def judge(claim: Claim, outcome: Outcome, retry: RetryPolicy, seed: int) -> Atte
 async def record(d: Deliverer, finished: list[tuple[Claim, Outcome]]) -> list[str]:
     """Store finished attempts in one transaction, then enqueue the retries they plan;
     returns their outcome kinds."""
-    stored = [(claim, judge(claim, outcome, d.retry, d.seed)) for claim, outcome in finished]
+    now = d.clock.real_now()
+    stored = [(claim, judge(claim, outcome, d.retry, d.seed, now)) for claim, outcome in finished]
     retries: list[JobSpec] = []
     async with write(d.engine) as conn:
         for _, row in stored:

@@ -38,6 +38,11 @@ TICK = 0.5
 # The stream re-checks its session, and looks for demo runs that lost their job, every
 # this many ticks.
 RECHECK_TICKS = 20
+# Webhook attempts are looked for by the wall time they were stored, this far back from the
+# last tick: a worker stamps the time just before its transaction commits, so a tick in
+# between would otherwise miss the attempt for good. What the stream sent already, unchanged,
+# is not sent again.
+STORED_LOOKBACK = 2.0
 _PAGE_HEADERS = {
     "Cache-Control": "no-store",
     "Referrer-Policy": "no-referrer",
@@ -333,12 +338,16 @@ async def stream(request: Req, customer_id: FromPath[str]) -> ServerSentEvent:
             data=dashboard_service.encode({"sandboxTime": since, "scale": rt.clock.scale}),
         )
         ticks = 0
+        stored_since = rt.clock.real_now()
+        sent: dict[str, tuple[Any, int]] = {}  # delivery id -> (status, attempts), last tick
         while True:
             await asyncio.sleep(TICK)
             ticks += 1
-            now = rt.clock.now()
+            now, real_now = rt.clock.now(), rt.clock.real_now()
             async with rt.db.read() as conn:
-                changed = await dashboard_service.changes(conn, account_id, since)
+                changed = await dashboard_service.changes(
+                    conn, account_id, since, stored_since - STORED_LOOKBACK
+                )
                 snapshot = None
                 if changed["calls"]:
                     snapshot = await dashboard_service.floor(
@@ -349,13 +358,16 @@ async def stream(request: Req, customer_id: FromPath[str]) -> ServerSentEvent:
                     if ticks % RECHECK_TICKS == 0
                     else []
                 )
-            since = now
+            since, stored_since = now, real_now
             for call in changed["calls"]:
                 yield ServerSentEventMessage(event="call", data=dashboard_service.encode(call))
+            found = {d["id"]: (d["status"], len(d["attempts"])) for d in changed["deliveries"]}
             for delivery in changed["deliveries"]:
-                yield ServerSentEventMessage(
-                    event="delivery", data=dashboard_service.encode(delivery)
-                )
+                if sent.get(delivery["id"]) != found[delivery["id"]]:
+                    yield ServerSentEventMessage(
+                        event="delivery", data=dashboard_service.encode(delivery)
+                    )
+            sent = found
             if snapshot is not None:
                 yield ServerSentEventMessage(event="floor", data=dashboard_service.encode(snapshot))
             if kicks:

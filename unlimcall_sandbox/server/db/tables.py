@@ -219,8 +219,8 @@ delivery_attempts = Table(
     Column("response_body", Text, nullable=True),
     Column("next_attempt_at", Float, nullable=True),
     Column("outcome", String(16), nullable=False),
-    # Sandbox time the attempt was claimed (``attempted_at`` is its planned time when a
-    # clock advance made it overdue). NULL: recorded before revision 0010.
+    # Wall time the attempt was stored (``attempted_at`` is sandbox time: its planned time
+    # when a clock advance made it overdue). NULL: stored before revision 0010.
     Column("recorded_at", Float, nullable=True),
     Index("ix_attempts_delivery", "delivery_id", "number", unique=True),
 )

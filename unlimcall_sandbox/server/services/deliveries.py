@@ -59,9 +59,6 @@ class Claim:
     (a worker may take it up to its tolerance early). An attempt that a clock advance made
     overdue is stamped with its planned time, as call steps are, so the retry schedule
     keeps its planned gaps and every retry due in the window runs, in order."""
-    recorded_at: float
-    """Sandbox time of the claim itself: when the attempt became visible (the dashboard's
-    live stream looks for attempts recorded since its last tick)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,6 +69,8 @@ class Attempt:
     number: int
     attempted_at: float
     recorded_at: float
+    """Wall time it was stored: what the dashboard's live stream looks for new attempts by
+    (``attempted_at`` is sandbox time, and planned time when an advance made it overdue)."""
     status_code: int | None
     latency_ms: int
     error: str | None
@@ -181,7 +180,6 @@ async def claim(
         body=row.payload.encode("utf-8"),
         first_attempt_at=first,
         claimed_at=at,
-        recorded_at=now,
     )
 
 

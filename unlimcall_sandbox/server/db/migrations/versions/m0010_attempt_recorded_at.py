@@ -1,9 +1,9 @@
-"""delivery_attempts.recorded_at: when an attempt was claimed, beside its planned time
+"""delivery_attempts.recorded_at: the wall time an attempt was stored
 
 A clock advance runs every webhook retry due in its window as of its planned sandbox time
 (``attempted_at``), as it does call steps. The dashboard's live stream finds new attempts
-by the time they were recorded, which this column keeps. NULL for attempts recorded before
-this revision (readers fall back to ``attempted_at``).
+by the wall time they were stored, which this column keeps. NULL for attempts stored
+before this revision.
 
 Revision ID: 0010
 Revises: 0009
