@@ -209,7 +209,7 @@ async def test_a_reserved_address_is_blocked_once_for_good(
         (x["error"], x["outcome"], x["retry_in_sec"]) for x in lines if x["delivery_id"] == d["id"]
     ] == [(expected, "permanent", None)]
     async with read(public_sb.rt.engine) as conn:
-        changed = await dashboard_service.changes(conn, int(customer), 0.0)
+        changed = await dashboard_service.changes(conn, int(customer), 0.0, 0.0)
     [shown] = [x for x in changed["deliveries"] if x["id"] == d["id"]]
     assert errors(shown) == [expected]
 

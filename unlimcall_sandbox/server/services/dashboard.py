@@ -852,24 +852,20 @@ async def overview(
     }
 
 
-async def changes(
-    conn: Conn, account_id: int, since: float, stored_since: float | None = None
-) -> dict[str, Any]:
-    """Calls and deliveries of this account that changed after ``since`` (sandbox time);
-    deliveries with an attempt stored after wall time ``stored_since`` (when given: the
-    live stream's, whose ticks are real time; else attempted after ``since``)."""
-    attempt_filter = (
-        delivery_attempts.c.attempted_at > since
-        if stored_since is None
-        else delivery_attempts.c.recorded_at > stored_since
-    )
+async def changes(conn: Conn, account_id: int, since: float, stored_since: float) -> dict[str, Any]:
+    """Calls and deliveries of this account that changed after ``since`` (sandbox time),
+    and deliveries with an attempt stored after wall time ``stored_since`` (the live
+    stream's ticks are real time)."""
     changed_calls = await recent_calls(conn, account_id, limit=200, since=since)
     touched = (
         (
             await conn.execute(
                 select(delivery_attempts.c.delivery_id)
                 .join(deliveries, deliveries.c.id == delivery_attempts.c.delivery_id)
-                .where(deliveries.c.account_id == account_id, attempt_filter)
+                .where(
+                    deliveries.c.account_id == account_id,
+                    delivery_attempts.c.recorded_at > stored_since,
+                )
                 .distinct()
             )
         )
