@@ -12,6 +12,7 @@ import pytest
 from sqlalchemy import text
 
 from unlimcall_sandbox.server.db import engine as engine_module
+from unlimcall_sandbox.server.db import sqlite as sqlite_module
 from unlimcall_sandbox.server.db.engine import dispose, make_engine, write
 from unlimcall_sandbox.server.settings import Settings
 
@@ -113,3 +114,30 @@ class FailingCommit:
 async def one_more(engine: object) -> None:
     async with write(engine) as conn:  # type: ignore[arg-type]
         await conn.execute(text("INSERT INTO t VALUES (3, 'after')"))
+
+
+async def test_the_wal_is_copied_back_by_the_checkpointer_not_the_writer(sqlite_engine) -> None:  # type: ignore[no-untyped-def]
+    """The writer leaves checkpoints (SQLite's default: inside the COMMIT that passes 1,000
+    pages, on the event loop) to the checkpointer's thread, which copies the WAL back."""
+    engine, path = sqlite_engine
+    db = engine_module.database_of(engine)  # type: ignore[attr-defined]
+    async with write(engine) as conn:  # ~1,500 pages of 4 KiB in one commit
+        await conn.execute(
+            text("INSERT INTO t VALUES (:k, :v)"), [{"k": k, "v": "x" * 4000} for k in range(1_500)]
+        )
+        raw = conn.raw  # type: ignore[attr-defined]
+        assert raw.execute("PRAGMA wal_autocheckpoint").fetchone() == (
+            sqlite_module.WRITER_AUTOCHECKPOINT,
+        )
+    checkpointer = db.checkpointer
+    assert checkpointer is not None
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + 30
+    while True:
+        last = checkpointer.last
+        if last is not None and last[0] == 0 and last[1] >= 1_500 and last[2] == last[1]:
+            break
+        assert loop.time() < deadline, f"the WAL was not copied back: {last}"
+        await asyncio.sleep(0.05)
+    with closing(sqlite3.connect(path)) as other:
+        assert other.execute("SELECT count(*) FROM t").fetchone() == (1_500,)

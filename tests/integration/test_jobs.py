@@ -176,3 +176,21 @@ async def test_lua_enqueue_leaves_the_redis_state_arqs_enqueue_job_leaves(
         ttl = by_lua[(job_key_prefix + spec.job_id).encode()][1]
         expected = round(spec.delay * 1000) + redis.expires_extra_ms
         assert expected - slack_ms <= ttl <= expected
+
+
+async def test_submitted_jobs_leave_without_a_waiter_and_close_sends_the_rest(
+    private_redis: ArqRedis,
+) -> None:
+    """``submit`` (what a request's transaction hands its jobs to) returns at once; the
+    jobs go in the queue's next round trip, and a queue drained at shutdown sends what is
+    still waiting instead of dropping it."""
+    queue = JobQueue(private_redis)
+    specs = [JobSpec("simulate_call", f"c{i}", f"call:{i}:queued", delay=60.0) for i in range(3)]
+    queue.submit(specs[:2])
+    queue.submit([])
+    queue.submit(specs[2:])
+    assert await private_redis.zcard(QUEUE) == 0  # nothing sent while this task runs
+    await queue.drain()
+    queued = {j.decode() for j in await private_redis.zrange(QUEUE, 0, -1)}
+    assert queued == {s.job_id for s in specs}
+    await queue.drain()  # nothing waiting: returns

@@ -35,7 +35,7 @@ from litestar.types import ASGIApp, ExceptionHandlersMap, HTTPScope, Message, Re
 from unlimcall_sandbox.server.auth import Principal
 from unlimcall_sandbox.server.bodies import ClientGone, buffer_body
 from unlimcall_sandbox.server.budget import time_budget
-from unlimcall_sandbox.server.db.unit import UnitOfWork, committed
+from unlimcall_sandbox.server.db.unit import UnitOfWork, committed_soon
 from unlimcall_sandbox.server.errors import ApiError, InvalidInput
 from unlimcall_sandbox.server.metrics import RequestMetrics
 from unlimcall_sandbox.server.runtime import Runtime
@@ -174,15 +174,17 @@ class Tx(UnitOfWork):
 @asynccontextmanager
 async def transaction(rt: Runtime, budget: float | None = None) -> AsyncIterator[Tx]:
     """A request's write transaction: committed when the block ends, rolled back when it
-    raises; what waits for the commit (cache invalidations, queued jobs) runs after it.
-    Open for longer than ``budget`` seconds (default ``UNLIMCALL_WRITE_TX_BUDGET``; 0:
-    none), it is rolled back and the request answered 503."""
+    raises; what waits for the commit runs after it: cache invalidations, and the queued
+    jobs, handed to the job queue without waiting for Redis (the answer does not wait on
+    it; ``unit.committed_soon``). Open for longer than ``budget`` seconds (default
+    ``UNLIMCALL_WRITE_TX_BUDGET``; 0: none), it is rolled back and the request answered
+    503."""
     seconds = rt.settings.write_tx_budget if budget is None else budget
     async with rt.db.write() as conn:
         tx = Tx(conn=conn, rt=rt)
         with time_budget(seconds, "write transaction"):
             yield tx
-    await committed(tx, rt.jobs.enqueue)
+    committed_soon(tx, rt.jobs.submit)
 
 
 TxDep = NamedDependency[Tx]

@@ -73,7 +73,7 @@ class JobQueue:
     def __init__(self, redis: ArqRedis) -> None:
         self.redis = redis
         self._script = redis.register_script(_ENQUEUE)
-        self._waiting: list[tuple[list[JobSpec], asyncio.Future[int]]] = []
+        self._waiting: list[tuple[list[JobSpec], asyncio.Future[int] | None]] = []
         self._sender: asyncio.Task[None] | None = None
 
     async def enqueue(self, specs: list[JobSpec]) -> int:
@@ -83,10 +83,26 @@ class JobQueue:
         if not specs:
             return 0
         done: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+        self._add(specs, done)
+        return await done
+
+    def submit(self, specs: list[JobSpec]) -> None:
+        """Queue ``specs`` in the next round trip without waiting for it: what a request
+        does once its transaction committed, so that its answer never waits on Redis.
+        Lost with the process before it is sent (or Redis down): the sweep enqueues it
+        again, as for any lost job."""
+        if specs:
+            self._add(specs, None)
+
+    def _add(self, specs: list[JobSpec], done: asyncio.Future[int] | None) -> None:
         self._waiting.append((specs, done))
         if self._sender is None or self._sender.done():
             self._sender = asyncio.ensure_future(self._send_all())
-        return await done
+
+    async def drain(self) -> None:
+        """Send what is still waiting (at shutdown, before Redis is closed)."""
+        while self._sender is not None and not self._sender.done():
+            await asyncio.shield(self._sender)
 
     async def _send_all(self) -> None:
         await asyncio.sleep(0)  # whoever enqueues in this loop iteration comes along
@@ -94,7 +110,7 @@ class JobQueue:
             batch, self._waiting = self._waiting, []
             await self._send(batch)
 
-    async def _send(self, batch: list[tuple[list[JobSpec], asyncio.Future[int]]]) -> None:
+    async def _send(self, batch: list[tuple[list[JobSpec], asyncio.Future[int] | None]]) -> None:
         specs = [spec for group, _ in batch for spec in group]
         try:
             now_ms = timestamp_ms()
@@ -116,6 +132,6 @@ class JobQueue:
             flags = [0] * len(specs)
         at = 0
         for group, done in batch:
-            if not done.done():  # its caller may have been cancelled
+            if done is not None and not done.done():  # its caller may have been cancelled
                 done.set_result(sum(flags[at : at + len(group)]))
             at += len(group)

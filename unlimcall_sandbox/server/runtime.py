@@ -4,6 +4,7 @@ the settings, torn down at shutdown; never at import time."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import time
@@ -111,6 +112,8 @@ class Runtime:
         return self.settings.redis_url
 
     async def close(self) -> None:
+        with contextlib.suppress(Exception):
+            await self.jobs.drain()
         await self.redis.aclose()
         await dispose(self.engine)
         if self.embedded_redis is not None:

@@ -17,6 +17,8 @@ from unlimcall_sandbox.server.job_queue import JobSpec
 
 Enqueue = Callable[[list[JobSpec]], Awaitable[object]]
 """How queued jobs leave once the transaction committed (``JobQueue.enqueue``)."""
+Submit = Callable[[list[JobSpec]], None]
+"""The same without waiting for Redis (``JobQueue.submit``)."""
 
 
 @dataclass
@@ -47,3 +49,12 @@ async def committed(uow: UnitOfWork, enqueue: Enqueue) -> None:
         callback()
     if uow.after_commit:
         await enqueue(uow.after_commit)
+
+
+def committed_soon(uow: UnitOfWork, submit: Submit) -> None:
+    """``committed`` for a request: its jobs are handed over, not waited for (its answer
+    never waits on Redis; a job lost before it is sent is found again by the sweep)."""
+    for callback in uow.on_commit:
+        callback()
+    if uow.after_commit:
+        submit(uow.after_commit)
