@@ -5,8 +5,7 @@ instead of every other writer stalling behind it."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
-from contextlib import contextmanager
+from types import TracebackType
 
 from unlimcall_sandbox.server.errors import ServiceUnavailable
 
@@ -15,32 +14,45 @@ class BudgetExceeded(ServiceUnavailable):
     """The work ran past its time budget and was rolled back."""
 
 
-@contextmanager
-def time_budget(seconds: float, what: str) -> Iterator[None]:
+class time_budget:
     """Cancel the current task if the block is still running after ``seconds`` (0 or less:
     no budget); the cancellation leaves the block as ``BudgetExceeded``. A plain ``with``,
-    so it may span the ``yield`` of an async context manager."""
-    task = asyncio.current_task()
-    if seconds <= 0 or task is None:
-        yield
-        return
-    expired = False
+    so it may span the ``await``s of an async context manager. (A class rather than a
+    generator: every write request passes here.)"""
 
-    def expire() -> None:
-        nonlocal expired
-        expired = True
-        task.cancel(f"{what} ran past its budget")
+    __slots__ = ("_expired", "_handle", "_seconds", "_task", "_what")
 
-    handle = asyncio.get_running_loop().call_later(seconds, expire)
-    try:
-        yield
-    except asyncio.CancelledError:
-        if not expired:
-            raise
-        task.uncancel()
-        raise BudgetExceeded(
-            f"The {what} ran past its {seconds:g} s budget (UNLIMCALL_WRITE_TX_BUDGET) and "
-            "was rolled back; try again."
-        ) from None
-    finally:
-        handle.cancel()
+    def __init__(self, seconds: float, what: str) -> None:
+        self._seconds = seconds
+        self._what = what
+        self._handle: asyncio.TimerHandle | None = None
+        self._task: asyncio.Task[object]
+        self._expired = False
+
+    def __enter__(self) -> None:
+        if self._seconds <= 0:
+            return
+        task = asyncio.current_task()
+        if task is not None:
+            self._task = task
+            self._handle = asyncio.get_running_loop().call_later(self._seconds, self._expire)
+
+    def _expire(self) -> None:
+        self._expired = True
+        self._task.cancel(f"{self._what} ran past its budget")
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if self._handle is None:
+            return
+        self._handle.cancel()
+        if self._expired and exc_type is not None and issubclass(exc_type, asyncio.CancelledError):
+            self._task.uncancel()
+            raise BudgetExceeded(
+                f"The {self._what} ran past its {self._seconds:g} s budget "
+                "(UNLIMCALL_WRITE_TX_BUDGET) and was rolled back; try again."
+            ) from None

@@ -11,8 +11,8 @@ import logging
 import re
 import time
 import uuid
-from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from collections.abc import AsyncGenerator, Awaitable, Callable
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any, Protocol, TypeVar
@@ -171,20 +171,44 @@ class Tx(UnitOfWork):
     rt: Runtime
 
 
-@asynccontextmanager
-async def transaction(rt: Runtime, budget: float | None = None) -> AsyncIterator[Tx]:
+def transaction(rt: Runtime, budget: float | None = None) -> AbstractAsyncContextManager[Tx]:
     """A request's write transaction: committed when the block ends, rolled back when it
     raises; what waits for the commit runs after it: cache invalidations, and the queued
     jobs, handed to the job queue without waiting for Redis (the answer does not wait on
     it; ``unit.committed_soon``). Open for longer than ``budget`` seconds (default
     ``UNLIMCALL_WRITE_TX_BUDGET``; 0: none), it is rolled back and the request answered
     503."""
-    seconds = rt.settings.write_tx_budget if budget is None else budget
-    async with rt.db.write() as conn:
-        tx = Tx(conn=conn, rt=rt)
-        with time_budget(seconds, "write transaction"):
-            yield tx
-    committed_soon(tx, rt.jobs.submit)
+    return _Transaction(rt, rt.settings.write_tx_budget if budget is None else budget)
+
+
+class _Transaction:
+    """``transaction()``: the database's write, a ``Tx`` in it and the time budget around
+    the block. (A class rather than a generator: every write request passes here.)"""
+
+    __slots__ = ("_budget", "_rt", "_tx", "_write")
+
+    def __init__(self, rt: Runtime, seconds: float) -> None:
+        self._rt = rt
+        self._budget = time_budget(seconds, "write transaction")
+
+    async def __aenter__(self) -> Tx:
+        self._write = self._rt.db.write()
+        conn = await self._write.__aenter__()
+        self._tx = Tx(conn=conn, rt=self._rt)
+        self._budget.__enter__()
+        return self._tx
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: Any
+    ) -> None:
+        try:
+            self._budget.__exit__(exc_type, exc, tb)
+        except BaseException as over:  # BudgetExceeded: the block is rolled back with it
+            await self._write.__aexit__(type(over), over, over.__traceback__)
+            raise
+        await self._write.__aexit__(exc_type, exc, tb)
+        if exc_type is None:
+            committed_soon(self._tx, self._rt.jobs.submit)
 
 
 TxDep = NamedDependency[Tx]

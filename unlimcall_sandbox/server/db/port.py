@@ -152,16 +152,23 @@ class WriteGuard:
     def __init__(self) -> None:
         self._tasks: set[asyncio.Task[Any]] = set()
 
+    def enter(self) -> asyncio.Task[Any] | None:
+        """The current task, now holding a write (``ReentrantWrite`` if it already held
+        one); pass it to ``leave`` when the write ends."""
+        task = asyncio.current_task()
+        if task is not None:
+            if task in self._tasks:
+                raise ReentrantWrite()
+            self._tasks.add(task)
+        return task
+
+    def leave(self, task: asyncio.Task[Any] | None) -> None:
+        self._tasks.discard(task)
+
     @contextmanager
     def __call__(self) -> Iterator[None]:
-        task = asyncio.current_task()
-        if task is None:
-            yield
-            return
-        if task in self._tasks:
-            raise ReentrantWrite()
-        self._tasks.add(task)
+        task = self.enter()
         try:
             yield
         finally:
-            self._tasks.discard(task)
+            self.leave(task)

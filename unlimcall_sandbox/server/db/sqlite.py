@@ -26,7 +26,7 @@ import threading
 import time
 from collections import namedtuple
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -139,7 +139,10 @@ class WriteConn:
         if params is None or isinstance(params, Mapping):
             values = params or {}
             entry = compiled(statement, tuple(values))
-            cursor = raw.execute(entry.sql, {**entry.built_in, **values})
+            built_in = entry.built_in
+            cursor = raw.execute(entry.sql, {**built_in, **values} if built_in else values)
+            if cursor.description is None:  # INSERT, UPDATE, DELETE without RETURNING
+                return Rows((), cursor.rowcount)
             return Rows(_rows(entry, cursor), cursor.rowcount)
         entry = compiled(statement, tuple(params[0]))
         merged = [{**entry.built_in, **p} for p in params] if entry.built_in else params
@@ -320,6 +323,59 @@ class _Checkpointer:
         self._thread.join(timeout=10)
 
 
+class _Write:
+    """One ``SqliteDatabase.write()``: the writer's lock, a savepoint in the open group (or
+    a new group), and — once the block is done — the group's COMMIT waited for: what follows
+    a write (answering, jobs) never runs for work that is not durable, and a failed COMMIT
+    raises here. A class rather than a generator-based context manager: every request that
+    writes passes here."""
+
+    __slots__ = ("_conn", "_group", "_guard", "_task", "_writer")
+
+    def __init__(self, writer: _Writer, guard: WriteGuard) -> None:
+        self._writer = writer
+        self._guard = guard
+
+    async def __aenter__(self) -> WriteConn:
+        writer = self._writer
+        self._task = self._guard.enter()
+        try:
+            await writer.lock.acquire()
+            try:
+                self._group, self._conn = await writer.open_group()
+                self._conn.raw.execute("SAVEPOINT unit")
+            except BaseException:
+                writer.lock.release()
+                raise
+        except BaseException:
+            self._guard.leave(self._task)
+            raise
+        return self._conn
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: Any
+    ) -> None:
+        writer = self._writer
+        raw = self._conn.raw
+        try:
+            if exc_type is not None:
+                try:
+                    raw.execute("ROLLBACK TO unit")
+                    raw.execute("RELEASE unit")
+                except BaseException as undo_failed:
+                    writer.fail_group(undo_failed)
+                return  # the block's exception goes on
+            try:
+                raw.execute("RELEASE unit")
+            except BaseException as release_failed:
+                writer.fail_group(release_failed)
+                raise
+        finally:
+            writer.lock.release()
+            self._guard.leave(self._task)
+        await asyncio.shield(self._group.committed)
+
+
 # -- the adapter ---------------------------------------------------------------------------
 
 
@@ -347,33 +403,10 @@ class SqliteDatabase:
         async with self._engine.begin() as conn:
             yield AsyncConn(conn)
 
-    @asynccontextmanager
-    async def write(self) -> AsyncIterator[Conn]:
-        writer = self.writer
+    def write(self) -> AbstractAsyncContextManager[Conn]:
         if self.checkpointer is None and self._path is not None:
             self.checkpointer = _Checkpointer(self._path)
-        with self._guard():
-            async with writer.lock:
-                group, wrapped = await writer.open_group()
-                raw = wrapped.raw
-                raw.execute("SAVEPOINT unit")
-                try:
-                    yield wrapped
-                except BaseException:
-                    try:
-                        raw.execute("ROLLBACK TO unit")
-                        raw.execute("RELEASE unit")
-                    except BaseException as exc:
-                        writer.fail_group(exc)
-                    raise
-                try:
-                    raw.execute("RELEASE unit")
-                except BaseException as exc:
-                    writer.fail_group(exc)
-                    raise
-        # Told only once the group's COMMIT is done: what follows a write (answering,
-        # jobs) never runs for work that is not durable. A failed COMMIT raises here.
-        await asyncio.shield(group.committed)
+        return _Write(self.writer, self._guard)
 
     def _read_only(self) -> sqlite3.Connection:
         if self._reader is None:

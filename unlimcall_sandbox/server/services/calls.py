@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
+from decimal import Decimal
+from functools import lru_cache
 from types import SimpleNamespace
 from typing import Any
 
@@ -66,7 +68,14 @@ def _validate(body: Any) -> tuple[str, str, str | None]:
 # The account and the agent asked for, in one round trip (no agent: NULLs).
 _ACCOUNT_AGENT = (
     select(
-        accounts,
+        accounts.c.id,
+        accounts.c.account_type,
+        accounts.c.balance_e4,
+        accounts.c.credit_limit_e4,
+        accounts.c.status,
+        accounts.c.provisioned,
+        accounts.c.dialer_enabled,
+        accounts.c.engine_configured,
         agents.c.id.label("agent_id"),
         agents.c.provisioned.label("agent_provisioned"),
     )
@@ -145,8 +154,12 @@ def floor_e4(account_type: str, credit_limit_e4: int | None) -> int | None:
 
 def _hold_e4(rates: RateTable, to_number: str) -> int:
     """What placing a call to ``to_number`` holds: one minute at its rate."""
-    rate = rates.rate_for(to_number)
-    return price_cents(RESERVATION_SEC, rate.cents_per_minute) * (account_service.E4 // 100)
+    return _minute_e4(rates.rate_for(to_number).cents_per_minute)
+
+
+@lru_cache(maxsize=256)
+def _minute_e4(cents_per_minute: Decimal) -> int:
+    return price_cents(RESERVATION_SEC, cents_per_minute) * (account_service.E4 // 100)
 
 
 async def _reserve(conn: Conn, account: Any, hold_e4: int) -> None:
