@@ -6,7 +6,8 @@ import asyncio
 
 import pytest
 
-from unlimcall_sandbox.server.budget import BudgetExceeded, time_budget
+from unlimcall_sandbox.server import budget
+from unlimcall_sandbox.server.budget import BudgetExceeded, deadline, time_budget
 
 
 async def test_work_past_its_budget_is_cancelled_with_a_clear_error() -> None:
@@ -37,3 +38,40 @@ async def test_a_cancellation_from_elsewhere_stays_a_cancellation() -> None:
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
+
+
+class Late(Exception):
+    pass
+
+
+async def test_deadlines_share_one_timer_and_each_leaves_with_its_own_error() -> None:
+    """Blocks of several tasks, nested ones too: each past its deadline leaves with its own
+    error; one that ends in time is never cancelled, and the timer stops once none is left."""
+    release = asyncio.Event()
+
+    async def guarded(seconds: float, tag: str) -> str:
+        with deadline(seconds, lambda: Late(tag)):
+            await release.wait()
+        return tag
+
+    async def nested() -> str:
+        with deadline(60, lambda: Late("outer")):
+            with deadline(0.02, lambda: Late("inner")):
+                await release.wait()
+        return "nested"
+
+    late = [asyncio.create_task(guarded(0.02, "a")), asyncio.create_task(guarded(0.04, "b"))]
+    inner = asyncio.create_task(nested())
+    patient = asyncio.create_task(guarded(60, "patient"))
+    for task, tag in [(late[0], "a"), (late[1], "b"), (inner, "inner")]:
+        with pytest.raises(Late, match=tag):
+            await task
+    release.set()
+    assert await patient == "patient"
+    dog = budget._WATCHDOGS[asyncio.get_running_loop()]
+    assert dog._due == {}
+    for _ in range(100):  # the pending look finds nothing and is not renewed
+        if dog._timer is None:
+            break
+        await asyncio.sleep(budget.TICK / 5)
+    assert dog._timer is None

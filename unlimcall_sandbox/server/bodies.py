@@ -8,11 +8,11 @@ deadline passes: 408 ``request_timeout``; a body over the size limit is 413
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
 from litestar.types import HTTPRequestEvent, Receive, Scope
 
+from unlimcall_sandbox.server import budget
 from unlimcall_sandbox.server.errors import ApiError, InvalidInput, PayloadTooLarge
 
 
@@ -65,21 +65,19 @@ async def buffer_body(scope: Scope, receive: Receive, *, limit: int, deadline: f
         raise too_large_error(scope["path"], limit)
     chunks: list[bytes] = []
     received = 0
-    try:
-        async with asyncio.timeout(deadline):
-            while True:
-                message = await receive()
-                if message["type"] != "http.request":
-                    raise ClientGone()
-                body = message.get("body", b"")
-                received += len(body)
-                if received > limit:
-                    raise too_large_error(scope["path"], limit)
-                chunks.append(body)
-                if not message.get("more_body", False):
-                    break
-    except TimeoutError:
-        raise slow_body_error(scope["path"]) from None
+    path = scope["path"]
+    with budget.deadline(deadline, lambda: slow_body_error(path)):
+        while True:
+            message = await receive()
+            if message["type"] != "http.request":
+                raise ClientGone()
+            body = message.get("body", b"")
+            received += len(body)
+            if received > limit:
+                raise too_large_error(path, limit)
+            chunks.append(body)
+            if not message.get("more_body", False):
+                break
     whole = b"".join(chunks)
     replayed = False
 
