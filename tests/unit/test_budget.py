@@ -55,9 +55,8 @@ async def test_deadlines_share_one_timer_and_each_leaves_with_its_own_error() ->
         return tag
 
     async def nested() -> str:
-        with deadline(60, lambda: Late("outer")):
-            with deadline(0.02, lambda: Late("inner")):
-                await release.wait()
+        with deadline(60, lambda: Late("outer")), deadline(0.02, lambda: Late("inner")):
+            await release.wait()
         return "nested"
 
     late = [asyncio.create_task(guarded(0.02, "a")), asyncio.create_task(guarded(0.04, "b"))]

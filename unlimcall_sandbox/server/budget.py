@@ -61,7 +61,7 @@ def _watchdog(loop: asyncio.AbstractEventLoop) -> _Watchdog:
     return dog
 
 
-class deadline:  # noqa: N801 - used as a function: ``with deadline(...)``
+class deadline:  # used as a function: ``with deadline(...)``
     """Cancel the current task if the block is still running ``seconds`` from now (0 or
     less: never); the cancellation leaves the block as ``error()``. A plain ``with``, so it
     may span the ``await``s of an async context manager. Another cancellation stays one."""
