@@ -133,7 +133,7 @@ class JobQueue:
                     )
                 )
                 meta.append((spec.job_id, score - now_ms + self.redis.expires_extra_ms, score))
-            args = [job_key_prefix, result_key_prefix, _pack(meta), *jobs]
+            args: list[str | bytes] = [job_key_prefix, result_key_prefix, _pack(meta), *jobs]
             flags: list[int] = await self._script(keys=[QUEUE], args=args)
         except Exception:
             log.warning(
