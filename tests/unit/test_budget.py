@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import gc
+import weakref
 
 import pytest
 
@@ -70,7 +72,23 @@ async def test_deadlines_share_one_timer_and_each_leaves_with_its_own_error() ->
     dog = budget._WATCHDOGS[asyncio.get_running_loop()]
     assert dog._due == {}
     for _ in range(100):  # the pending look finds nothing and is not renewed
-        if dog._timer is None:
+        if not dog.armed:
             break
         await asyncio.sleep(budget.TICK / 5)
-    assert dog._timer is None
+    assert not dog.armed
+
+
+def test_a_closed_loops_watchdog_goes_with_it() -> None:
+    """The watchdog holds no reference to its loop (its timer pending or not): event loops
+    that ran deadlines are freed once closed, and their watchdogs with them."""
+    loops: list[weakref.ref[asyncio.AbstractEventLoop]] = []
+
+    async def guarded() -> None:
+        loops.append(weakref.ref(asyncio.get_running_loop()))
+        with time_budget(60, "write transaction"):
+            await asyncio.sleep(0)
+
+    for _ in range(3):
+        asyncio.run(guarded())
+    gc.collect()
+    assert [ref() for ref in loops] == [None, None, None]  # weak keys: their entries too

@@ -28,25 +28,30 @@ class BudgetExceeded(ServiceUnavailable):
 class _Watchdog:
     """The deadlines of one event loop, looked at every ``TICK`` while there are any."""
 
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
-        self._loop = loop
+    def __init__(self) -> None:
+        # No reference to the loop, not even through the pending timer's handle: the loop
+        # is this watchdog's weak key in _WATCHDOGS.
         self._due: dict[deadline, float] = {}
-        self._timer: asyncio.TimerHandle | None = None
+        self.armed = False
 
-    def watch(self, guard: deadline, at: float) -> None:
+    def watch(self, guard: deadline, loop: asyncio.AbstractEventLoop, at: float) -> None:
         self._due[guard] = at
-        if self._timer is None:
-            self._timer = self._loop.call_at(self._loop.time() + TICK, self._look)
+        if not self.armed:
+            self.armed = True
+            loop.call_at(loop.time() + TICK, self._look)
 
     def forget(self, guard: deadline) -> None:
         self._due.pop(guard, None)
 
     def _look(self) -> None:
-        now = self._loop.time()
+        loop = asyncio.get_running_loop()
+        now = loop.time()
         for guard in [g for g, at in self._due.items() if at <= now]:
             del self._due[guard]
             guard.expire()
-        self._timer = self._loop.call_at(now + TICK, self._look) if self._due else None
+        self.armed = bool(self._due)
+        if self.armed:
+            loop.call_at(now + TICK, self._look)
 
 
 _WATCHDOGS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Watchdog] = (
@@ -57,7 +62,7 @@ _WATCHDOGS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Watchdog] = (
 def _watchdog(loop: asyncio.AbstractEventLoop) -> _Watchdog:
     dog = _WATCHDOGS.get(loop)
     if dog is None:
-        dog = _WATCHDOGS[loop] = _Watchdog(loop)
+        dog = _WATCHDOGS[loop] = _Watchdog()
     return dog
 
 
@@ -83,7 +88,7 @@ class deadline:  # used as a function: ``with deadline(...)``
             self._task = task
             loop = task.get_loop()
             self._dog = _watchdog(loop)
-            self._dog.watch(self, loop.time() + self._seconds)
+            self._dog.watch(self, loop, loop.time() + self._seconds)
 
     def expire(self) -> None:
         self._expired = True
